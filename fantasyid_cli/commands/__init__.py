@@ -1,0 +1,1 @@
+"""One module per command; :mod:`fantasyid_cli.main` registers them."""

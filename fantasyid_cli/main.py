@@ -1,0 +1,71 @@
+"""Entry point of the ``fantasyid`` command: registers one module per command, turns library errors into one line.
+
+Nothing here imports torch: ``fantasyid --help`` must answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .commands.pending import PENDING, register_pending
+from .console import console, debug_enabled, fail
+
+app = typer.Typer(
+    name="fantasyid",
+    help=(
+        "Train, run and measure identity-preserving text-to-video models of the FantasyID kind.\n\n"
+        "Examples:\n\n"
+        "  fantasyid --version\n\n"
+        "  fantasyid generate --ref me.png --prompt \"a woman walks on the beach\"\n\n"
+        "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
+        "Set FANTASYID_DEBUG=1 to see tracebacks."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fantasyid import __version__
+
+        console.print(f"fantasyid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Train, run and measure identity-preserving text-to-video models of the FantasyID kind."""
+
+
+for _name in PENDING:
+    register_pending(app, _name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the app; a :class:`fantasyid.errors.FantasyIDError` becomes one line plus a hint and exit code 1."""
+    from fantasyid.errors import FantasyIDError
+
+    try:
+        app(args=argv, prog_name="fantasyid", standalone_mode=True)
+    except FantasyIDError as exc:
+        if debug_enabled():
+            raise
+        fail(exc.message, exc.hint)
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        fail("interrupted", code=130)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m fantasyid_cli.main`
+    main(sys.argv[1:])
