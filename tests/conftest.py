@@ -1,0 +1,23 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's shared reference folder (``../shared`` beside the repo, else ``$FANTASYID_SHARED``).
+
+    Tests that compare against the golden fixtures use it; they are skipped where the folder is absent.
+    """
+    candidates = [Path(__file__).resolve().parents[2] / "shared"]  # tests/ → repo → its parent
+    if os.environ.get("FANTASYID_SHARED"):
+        candidates.append(Path(os.environ["FANTASYID_SHARED"]))
+    for candidate in candidates:
+        if (candidate / "reference").is_dir():
+            return candidate
+    pytest.skip("shared reference folder not found (set FANTASYID_SHARED)")
