@@ -97,3 +97,113 @@ def transformer_config(name: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Identity encoder configurations (identity_encoder_config, tiny mesh) follow below.
+
+# The release's identity branch (FaceAbstractor, VertexSpiralNet, Conv1DReducer4 of the authors' code).
+_IDENTITY_RELEASED = {
+    "variant": "released",
+    "clip_hidden_dim": 1024,
+    "num_clip_layers": 5,
+    "clip_grid_size": 24,
+    "abstractor_dim": 1024,
+    "abstractor_hidden_dim": 256,
+    "abstractor_pool_size": 6,
+    "abstractor_stage_depth": 3,
+    "abstractor_readout_depth": 2,
+    "abstractor_ffn_mult": 4,
+    "face_abstractor_depth": 10,
+    "face_token_dim": 2048,
+    "num_latent_queries": 144,
+    "id_embedding_dim": 1280,
+    "num_id_embedding_tokens": 5,
+    "vertex_dim": 128,
+    "face_to_vertex_dims": [1024, 512, 256, 128],
+    "fusion_num_layers": 6,
+    "fusion_num_heads": 4,
+    "fusion_head_dim": 32,
+    "fusion_mlp_dim": 256,
+    "mesh_num_vertices": [5023, 1256, 314],
+    "spiral_length": 9,
+    "vertex_encoder_channels": None,
+    "depth_temperature": 10000.0,
+    "reducer_channels": [256, 512, 1024, 2048],
+    "reducer_kernel_sizes": [5, 5, 3, 3],
+    "reducer_strides": [4, 4, 2, 2],
+    "reducer_num_groups": 8,
+    "identity_dim": 2048,
+}
+
+# What the paper variant changes: one C-Abstractor per EVA depth, a SpiralNet++ encoder of the vertices
+# (3 → 64 → 128 over 5023 → 1256 → 314), stride-1 ResConv1D keeping the 314 vertex tokens.
+_IDENTITY_PAPER_CHANGES = {
+    "variant": "paper",
+    "face_abstractor_depth": 5,
+    "vertex_encoder_channels": [64, 128],
+    "reducer_kernel_sizes": [3, 3, 3, 3],
+    "reducer_strides": [1, 1, 1, 1],
+}
+
+# A few channels everywhere; 2 EVA depths on a 4×4 grid; the mesh of tiny_mesh_hierarchy(); identity width 16 like
+# the tiny transformer.
+_IDENTITY_TINY = {
+    **_IDENTITY_RELEASED,
+    "clip_hidden_dim": 32,
+    "num_clip_layers": 2,
+    "clip_grid_size": 4,
+    "abstractor_dim": 32,
+    "abstractor_hidden_dim": 16,
+    "abstractor_pool_size": 2,
+    "abstractor_stage_depth": 2,
+    "abstractor_ffn_mult": 2,
+    "face_abstractor_depth": 4,
+    "face_token_dim": 16,
+    "num_latent_queries": 4,
+    "id_embedding_dim": 8,
+    "num_id_embedding_tokens": 2,
+    "vertex_dim": 16,
+    "face_to_vertex_dims": [24, 16],
+    "fusion_num_layers": 2,
+    "fusion_num_heads": 2,
+    "fusion_head_dim": 8,
+    "fusion_mlp_dim": 32,
+    "mesh_num_vertices": [642, 161, 41],
+    "reducer_channels": [8, 8, 16, 16],
+    "reducer_num_groups": 4,
+    "identity_dim": 16,
+}
+_IDENTITY_TINY_PAPER_CHANGES = {
+    "variant": "paper",
+    "face_abstractor_depth": 2,
+    "vertex_encoder_channels": [8, 16],
+    "reducer_kernel_sizes": [3, 3, 3, 3],
+    "reducer_strides": [1, 1, 1, 1],
+}
+
+# Subdivisions and decimation factors of the tiny mesh (icosphere: 642 vertices).
+TINY_MESH_SUBDIVISIONS = 3
+TINY_MESH_FACTORS = (4, 4)
+
+
+def identity_encoder_config(name: str, variant: str | None = None) -> dict:
+    """Constructor keys of :class:`~fantasyid.models.identity_encoder.FantasyIDIdentityEncoder`.
+
+    ``"released"`` and ``"paper"`` are full size (``variant``, if given, must agree with the name); ``"tiny"`` is a
+    few channels wide, for either ``variant`` (default ``"released"``), on the mesh of :func:`tiny_mesh_hierarchy`.
+    """
+    _check_name(name)
+    if name == "tiny":
+        variant = variant or "released"
+        if variant not in ("released", "paper"):
+            raise ConfigError(f"unknown identity encoder variant {variant!r}", hint="use 'released' or 'paper'")
+        config = {**_IDENTITY_TINY, **(_IDENTITY_TINY_PAPER_CHANGES if variant == "paper" else {})}
+    else:
+        if variant not in (None, name):
+            raise ConfigError(f"the {name!r} configuration is the {name!r} variant, not {variant!r}")
+        config = {**_IDENTITY_RELEASED, **(_IDENTITY_PAPER_CHANGES if name == "paper" else {})}
+    return copy.deepcopy(config)
+
+
+def tiny_mesh_hierarchy():
+    """The mesh hierarchy the tiny identity encoder is built for: an icosphere decimated by 4, twice."""
+    from .mesh import build_mesh_hierarchy, icosphere
+
+    return build_mesh_hierarchy(*icosphere(TINY_MESH_SUBDIVISIONS), factors=TINY_MESH_FACTORS)

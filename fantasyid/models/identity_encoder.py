@@ -1,0 +1,795 @@
+"""FantasyID identity encoder: a reference face (EVA-CLIP features + FLAME vertices) → identity tokens.
+
+The encoder runs once per video; the transformer turns its tokens into per-layer keys and values
+(:meth:`~fantasyid.models.transformer_fantasyid.FantasyIDTransformer3DModel.prepare_identity`). Three stages:
+
+1. **Face abstractor** (FantasyID Sec. 3.2): EVA-CLIP hidden states → per-depth MLP mapping → C-Abstractor
+   (Honeybee: position embedding, RegNet stage, adaptive average pool, RegNet stage, readout MLP) → FFN →
+   ``proj_out`` → face tokens ``(B, pool², face_token_dim)``.
+2. **Vertex branch and fusion transformer** (Sec. 3.3-3.4): vertex tokens on the coarsest mesh level plus a
+   sinusoidal code of each coarse vertex's depth, concatenated with the face tokens mapped to ``vertex_dim``
+   (``[vertex tokens; face tokens]``), through pre-norm transformer layers.
+3. **ResConv1D** (Sec. 3.4): residual 1-D convolutions lift ``vertex_dim`` to ``identity_dim``.
+
+Two variants share these classes (``variant`` in the config):
+
+* ``"released"`` reproduces the authors' checkpoint (github Fantasy-AMAP/fantasy-id @ c4290929), quirks included.
+  Its face abstractor has ten C-Abstractor+FFN layers, two per EVA depth, but a loop bug leaves only the last one
+  alive: the output depends on the last EVA hidden state (CLS dropped) through ``feature_mappings[-1]``, the
+  position embedding of every other layer of the last group (each C-Abstractor added its own in place to the
+  context it shared with them), the whole last layer (its FFN has no residual) and ``proj_out``. The vertex tokens
+  are 314 learned queries plus the depth code of the 314 pooled vertices: the input vertices reach the output
+  only through the z coordinate of those. After fusion the 314 vertex tokens are decoded to all 5023 vertices
+  (SpiralNet++ decoder) and reduced by strided ResConv1D blocks to 79 tokens; the identity tokens are
+  ``[36 face tokens; 79 vertex tokens]`` = 115 × 2048. Every released parameter exists here so the checkpoint
+  loads completely, but only what the release computes is computed (:meth:`FantasyIDIdentityEncoder.
+  dead_parameter_names` lists the rest).
+* ``"paper"`` follows the paper's text. One C-Abstractor + FFN (with residual) per EVA depth; the per-depth face
+  tokens are averaged. A SpiralNet++ encoder (spiral convolution, ELU, down-pooling per level) turns the input
+  vertices into ``vertex_dim`` features on the coarsest level, to which the depth code is added. ResConv1D blocks
+  of stride 1 keep the 314 vertex-position tokens: the identity tokens are ``V_F`` = 314 × ``identity_dim``.
+
+The mesh hierarchy (spiral neighbourhoods, down-sampling selections, barycentric up-sampling weights) is data, not
+weights: :meth:`FantasyIDIdentityEncoder.load_mesh` fills persistent buffers from a
+:class:`~fantasyid.models.mesh.MeshHierarchy`, after which ``save_pretrained``/``from_pretrained`` carry it along.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from timm.layers import LayerNorm2d, Mlp
+from timm.models.regnet import RegStage
+from torch import nn
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .mesh import MeshHierarchy
+
+__all__ = [
+    "CAbstractor",
+    "FaceAbstractor",
+    "FantasyIDIdentityEncoder",
+    "FusionTransformer",
+    "ResConv1D",
+    "SpiralConv",
+    "SpiralDecoder",
+    "SpiralEncoder",
+    "depth_encoding",
+]
+
+VARIANTS = ("released", "paper")
+
+# Each fine vertex of an up-sampling matrix is a barycentric combination of the corners of one coarse triangle.
+UP_SAMPLING_NNZ = 3
+
+
+# ----------------------------------------------------------------------------------------------------- face branch
+class MappingMLP(nn.Sequential):
+    """``Linear → LayerNorm → LeakyReLU → Linear → LayerNorm → LeakyReLU → Linear``: one EVA depth's feature mapping
+    (and the release's unused id-embedding mapping)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, hidden_dim)
+        self.norm_1 = nn.LayerNorm(hidden_dim)
+        self.act_1 = nn.LeakyReLU()
+        self.linear_2 = nn.Linear(hidden_dim, hidden_dim)
+        self.norm_2 = nn.LayerNorm(hidden_dim)
+        self.act_2 = nn.LeakyReLU()
+        self.linear_3 = nn.Linear(hidden_dim, out_dim)
+
+
+class CAbstractor(nn.Module):
+    """Honeybee's C-Abstractor (Cha et al., CVPR 2024): convolutional resampling that keeps spatial locality.
+
+    ``(B, grid², dim)`` patch tokens (no CLS) → + learned position embedding → ``(B, dim, grid, grid)`` → RegNet stage
+    (``dim → hidden_dim``) → adaptive average pool to ``pool × pool`` → RegNet stage (``hidden_dim → hidden_dim``) →
+    ``(B, pool², hidden_dim)`` → readout MLP (``Linear, SiLU, Linear …``) → ``(B, pool², dim)``.
+
+    The stages are timm's ``RegStage`` of RegNet bottlenecks: 1×1 conv, depthwise 3×3 conv (group size 1),
+    squeeze-excitation of width ``0.25 × block input channels``, 1×1 conv, 1×1 conv shortcut where the width changes;
+    LayerNorm2d and SiLU.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, grid_size: int, pool_size: int, stage_depth: int, readout_depth: int):
+        super().__init__()
+        self.grid_size = grid_size
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid_size * grid_size, dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        stage = {
+            "stride": 1,
+            "dilation": 1,
+            "bottle_ratio": 1.0,  # bottleneck width = output width
+            "group_size": 1,  # depthwise 3×3
+            "se_ratio": 0.25,  # of the block's input channels
+            "act_layer": nn.SiLU,
+            "norm_layer": LayerNorm2d,
+        }
+        self.stage1 = RegStage(stage_depth, dim, hidden_dim, **stage)
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.stage2 = RegStage(stage_depth, hidden_dim, hidden_dim, **stage)
+        readout: list[nn.Module] = [nn.Linear(hidden_dim, dim)]
+        for _ in range(readout_depth - 1):
+            readout += [nn.SiLU(), nn.Linear(dim, dim)]
+        self.readout = nn.Sequential(*readout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, _, dim = tokens.shape
+        x = tokens + self.pos_embed
+        x = x.transpose(1, 2).reshape(batch, dim, self.grid_size, self.grid_size)  # (B, dim, grid, grid)
+        x = self.stage2(self.pool(self.stage1(x)))  # (B, hidden, pool, pool)
+        x = x.flatten(2).transpose(1, 2)  # (B, pool², hidden)
+        return self.readout(x)
+
+
+class FeedForward(nn.Module):
+    """``LayerNorm → Linear → GELU → Linear`` without biases (the residual, if any, is the caller's)."""
+
+    def __init__(self, dim: int, mult: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim * mult, bias=False)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(dim * mult, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class AbstractorLayer(nn.Module):
+    """A C-Abstractor followed by a feed-forward network."""
+
+    def __init__(self, abstractor: CAbstractor, ffn: FeedForward, ffn_residual: bool):
+        super().__init__()
+        self.abstractor = abstractor
+        self.ffn = ffn
+        self.ffn_residual = ffn_residual
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.abstractor(tokens)
+        return x + self.ffn(x) if self.ffn_residual else self.ffn(x)
+
+
+class FaceAbstractor(nn.Module):
+    """EVA-CLIP hidden states → face tokens ``(B, pool², output_dim)``.
+
+    ``released``: ``num_layers`` C-Abstractor+FFN layers, ``num_layers / num_features`` per EVA depth, of which only
+    the last layer (applied to the last depth, after the position embeddings the other layers of its group leaked
+    into its input) reaches the output; FFN without residual. The never-used ``latent_queries`` and
+    ``id_embedding_mapping`` are kept so that the released checkpoint loads completely.
+
+    ``paper``: one layer per EVA depth, FFN with residual, the per-depth tokens averaged.
+
+    Both end with a product with ``proj_out`` ``(dim, output_dim)``.
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        feature_dim: int,
+        num_features: int,
+        grid_size: int,
+        dim: int,
+        hidden_dim: int,
+        pool_size: int,
+        stage_depth: int,
+        readout_depth: int,
+        ffn_mult: int,
+        num_layers: int,
+        output_dim: int,
+        num_latent_queries: int,
+        id_embedding_dim: int,
+        num_id_embedding_tokens: int,
+    ):
+        super().__init__()
+        self.variant = variant
+        self.num_features = num_features
+        self.layers_per_feature = num_layers // num_features
+        self.feature_mappings = nn.ModuleList(MappingMLP(feature_dim, feature_dim, dim) for _ in range(num_features))
+        self.layers = nn.ModuleList(
+            AbstractorLayer(
+                CAbstractor(dim, hidden_dim, grid_size, pool_size, stage_depth, readout_depth),
+                FeedForward(dim, ffn_mult),
+                ffn_residual=variant == "paper",
+            )
+            for _ in range(num_layers)
+        )
+        self.proj_out = nn.Parameter(torch.randn(dim, output_dim) * dim**-0.5)
+        if variant == "released":
+            self.latent_queries = nn.Parameter(torch.randn(1, num_latent_queries, dim) * dim**-0.5)
+            self.id_embedding_mapping = MappingMLP(id_embedding_dim, feature_dim, dim * num_id_embedding_tokens)
+
+    def forward(self, hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.variant == "released":
+            # Only the last EVA depth and the last layer are alive; the C-Abstractors of its group added their
+            # position embeddings in place to the shared context, so the last layer sees their sum (added in order)
+            # before its own.
+            context = self.feature_mappings[-1](hidden_states[-1][:, 1:])  # (B, grid², dim), CLS dropped
+            group = self.layers[len(self.layers) - self.layers_per_feature :]
+            for layer in group[:-1]:
+                context = context + layer.abstractor.pos_embed
+            tokens = group[-1](context)  # (B, pool², dim)
+        else:
+            per_depth = [
+                layer(mapping(hidden[:, 1:]))
+                for mapping, layer, hidden in zip(self.feature_mappings, self.layers, hidden_states)
+            ]
+            tokens = torch.stack(per_depth).mean(0)  # (B, pool², dim)
+        return tokens @ self.proj_out  # (B, pool², output_dim)
+
+
+# --------------------------------------------------------------------------------------------------- vertex branch
+def depth_encoding(depth: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal code ``(..., dim)`` of ``depth`` ``(...)`` (DETR-style, one axis): channel ``2k`` is
+    ``sin(2π·depth / T^(2k/dim))`` and channel ``2k+1`` the cosine of the same angle."""
+    exponent = 2 * (torch.arange(dim, device=depth.device) // 2) / dim
+    frequencies = temperature**exponent  # (dim,), pairs of equal values
+    angles = (depth * 2 * math.pi).unsqueeze(-1) / frequencies.to(depth.dtype)  # (..., dim)
+    return torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=-1).flatten(-2)
+
+
+def spiral_gather(x: torch.Tensor, spirals: torch.Tensor) -> torch.Tensor:
+    """``(B, V, C)`` features → ``(B, V, S·C)``: each vertex's spiral neighbourhood, neighbour-major."""
+    num_vertices, length = spirals.shape
+    gathered = x.index_select(1, spirals.reshape(-1))  # (B, V·S, C)
+    return gathered.reshape(x.shape[0], num_vertices, length * x.shape[2])
+
+
+def up_sample(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``(B, V_coarse, C)`` → ``(B, V_fine, C)``: each fine vertex as a weighted sum of ``index.shape[1]`` coarse
+    vertices (barycentric up-sampling of COMA/SpiralNet++)."""
+    gathered = x[:, index]  # (B, V_fine, k, C)
+    return (gathered * weight.to(x.dtype).unsqueeze(-1)).sum(dim=2)
+
+
+class SpiralConv(nn.Module):
+    """SpiralNet++ convolution (Gong et al., ICCVW 2019): a linear layer over the features of each vertex's spiral
+    neighbourhood of length ``spiral_length``."""
+
+    def __init__(self, in_channels: int, out_channels: int, spiral_length: int):
+        super().__init__()
+        self.linear = nn.Linear(in_channels * spiral_length, out_channels)
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor, spirals: torch.Tensor) -> torch.Tensor:
+        return self.linear(spiral_gather(x, spirals))
+
+
+class SpiralUpBlock(nn.Module):
+    """Up-sample to the next finer level, spiral convolution, ELU."""
+
+    def __init__(self, channels: int, spiral_length: int):
+        super().__init__()
+        self.conv = SpiralConv(channels, channels, spiral_length)
+
+    def forward(self, x: torch.Tensor, spirals: torch.Tensor, up_index: torch.Tensor, up_weight: torch.Tensor):
+        return F.elu(self.conv(up_sample(x, up_index, up_weight), spirals))
+
+
+class SpiralDecoder(nn.Module):
+    """The release's SpiralNet++ decoder: coarsest-level features → finest level, then a linear head.
+
+    ``layers[0 … L-1]`` are up-sampling blocks (coarse to fine), ``layers[L]`` a final spiral convolution on the
+    finest level; ``head`` a linear layer.
+    """
+
+    def __init__(self, channels: int, num_levels: int, spiral_length: int):
+        super().__init__()
+        blocks: list[nn.Module] = [SpiralUpBlock(channels, spiral_length) for _ in range(num_levels)]
+        blocks.append(SpiralConv(channels, channels, spiral_length))
+        self.layers = nn.ModuleList(blocks)
+        self.head = nn.Linear(channels, channels)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        spirals: Sequence[torch.Tensor],
+        up_index: Sequence[torch.Tensor],
+        up_weight: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """``x`` ``(B, V_L, C)`` → ``(B, V_0, C)``; the mesh lists are indexed by level (0 = finest)."""
+        *up_blocks, out_conv = self.layers
+        for block, level in zip(up_blocks, reversed(range(len(up_blocks)))):
+            x = block(x, spirals[level], up_index[level], up_weight[level])  # (B, V_level, C)
+        return self.head(out_conv(x, spirals[0]))
+
+
+class SpiralEncoder(nn.Module):
+    """SpiralNet++ encoder (the paper): per level a spiral convolution and ELU, then down-pooling to the next level.
+
+    ``(B, V_0, in_channels)`` → ``(B, V_L, channels[-1])``.
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int], spiral_length: int):
+        super().__init__()
+        widths = [in_channels, *channels]
+        self.convs = nn.ModuleList(SpiralConv(a, b, spiral_length) for a, b in pairwise(widths))
+
+    def forward(
+        self, x: torch.Tensor, spirals: Sequence[torch.Tensor], down_index: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        for level, conv in enumerate(self.convs):
+            x = F.elu(conv(x, spirals[level]))[:, down_index[level]]  # (B, V_{level+1}, C)
+        return x
+
+
+class FusionAttention(nn.Module):
+    """Multi-head self-attention with a fused bias-free ``to_qkv`` (q, k, v, each heads-major) and a biased
+    ``to_out``."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.to_qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=False)
+        self.to_out = nn.Linear(num_heads * head_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        qkv = self.to_qkv(x).view(batch, tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        out = F.scaled_dot_product_attention(query, key, value)  # scale head_dim**-0.5
+        return self.to_out(out.transpose(1, 2).reshape(batch, tokens, -1))
+
+
+class FusionBlock(nn.Module):
+    """Pre-norm transformer layer: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))`` (GELU MLP)."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, mlp_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = FusionAttention(dim, num_heads, head_dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, hidden_features=mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class FusionTransformer(nn.Module):
+    """The fusion transformer (Sec. 3.4): ``num_layers`` pre-norm layers over ``[vertex tokens; face tokens]``."""
+
+    def __init__(self, dim: int, num_layers: int, num_heads: int, head_dim: int, mlp_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(FusionBlock(dim, num_heads, head_dim, mlp_dim) for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------------------- ResConv1D
+class Conv1dNormMish(nn.Module):
+    """``Conv1d → GroupNorm → Mish``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, num_groups: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2)
+        self.norm = nn.GroupNorm(num_groups, out_channels)
+        self.act = nn.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ResidualBlock1D(nn.Module):
+    """``conv_in`` (``kernel_size``, ``stride``) → ``conv_out`` (3, stride 1), plus a convolutional ``shortcut`` with
+    the same kernel and stride as ``conv_in``. ``(B, C_in, L)`` → ``(B, C_out, ⌊(L - 1) / stride⌋ + 1)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, num_groups: int):
+        super().__init__()
+        self.conv_in = Conv1dNormMish(in_channels, out_channels, kernel_size, stride, num_groups)
+        self.conv_out = Conv1dNormMish(out_channels, out_channels, 3, 1, num_groups)
+        self.shortcut = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(self.conv_in(x)) + self.shortcut(x)
+
+
+class ResConv1D(nn.Module):
+    """ResConv1D (Sec. 3.4): residual 1-D convolution blocks over the token axis, ``(B, N, C_in)`` →
+    ``(B, N', channels[-1])`` (``N' = N`` when every stride is 1)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        kernel_sizes: Sequence[int],
+        strides: Sequence[int],
+        num_groups: int,
+    ):
+        super().__init__()
+        widths = [in_channels, *channels]
+        self.blocks = nn.ModuleList(
+            ResidualBlock1D(a, b, k, s, num_groups)
+            for a, b, k, s in zip(widths[:-1], widths[1:], kernel_sizes, strides)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, C, N)
+        for block in self.blocks:
+            x = block(x)
+        return x.transpose(1, 2)  # (B, N', C)
+
+    @staticmethod
+    def output_length(length: int, strides: Sequence[int]) -> int:
+        for stride in strides:
+            length = (length - 1) // stride + 1
+        return length
+
+
+# ------------------------------------------------------------------------------------------------------ the encoder
+class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
+    """Reference face → identity tokens ``(B, N_id, identity_dim)``; see the module docstring for the two variants.
+
+    Args:
+        variant: ``"released"`` (the authors' checkpoint, quirks included; N_id = pool² + reduced vertex count =
+            36 + 79) or ``"paper"`` (the paper's text; N_id = number of coarsest-level vertices = 314).
+        clip_hidden_dim: width of the EVA-CLIP hidden states (1024 for EVA02-CLIP-L-14-336).
+        num_clip_layers: number of EVA-CLIP hidden states consumed (5: the inputs of blocks 4, 8, 12, 16, 20).
+        clip_grid_size: side of EVA-CLIP's patch grid (24: 336 px / 14); hidden states have ``grid² + 1`` tokens,
+            CLS first.
+        abstractor_dim: width of the face abstractor (mapping output, C-Abstractor input/output, FFN).
+        abstractor_hidden_dim: width of the C-Abstractor's RegNet stages.
+        abstractor_pool_size: side of the C-Abstractor's pooled grid: ``pool²`` face tokens (6 → 36).
+        abstractor_stage_depth: RegNet bottleneck blocks per C-Abstractor stage.
+        abstractor_readout_depth: linear layers of the C-Abstractor's readout MLP.
+        abstractor_ffn_mult: hidden width of the abstractor FFN as a multiple of ``abstractor_dim``.
+        face_abstractor_depth: number of C-Abstractor+FFN layers, a multiple of ``num_clip_layers`` (10 released;
+            the paper variant needs exactly one per EVA depth).
+        face_token_dim: width of the face tokens (``proj_out``); the released variant hands them to the transformer,
+            so there it must equal ``identity_dim``.
+        num_latent_queries: released only: size of the release's never-used latent query parameter (144).
+        id_embedding_dim: released only: input width of the release's never-used id-embedding mapping (1280 =
+            ArcFace 512 + CLIP 768).
+        num_id_embedding_tokens: released only: tokens produced by that mapping (5).
+        vertex_dim: the vertex feature width C′ of the fusion transformer (128).
+        face_to_vertex_dims: output widths of the MLPs (hidden width = input width, GELU) that map the face tokens to
+            ``vertex_dim``; the last must be ``vertex_dim`` (1024, 512, 256, 128).
+        fusion_num_layers: fusion transformer layers (6).
+        fusion_num_heads: attention heads per fusion layer (4).
+        fusion_head_dim: width of each head (32).
+        fusion_mlp_dim: hidden width of each fusion layer's MLP (256).
+        mesh_num_vertices: vertices per mesh level, finest first (5023, 1256, 314): ``len - 1`` down-samplings.
+        spiral_length: spiral neighbourhood length of the spiral convolutions (9).
+        vertex_encoder_channels: paper only: output widths of the SpiralNet++ encoder levels, one per
+            down-sampling, the last being ``vertex_dim`` (e.g. 64, 128); ``None`` for the released variant.
+        depth_temperature: temperature of the sinusoidal depth code (10000).
+        reducer_channels: output widths of the ResConv1D blocks; the last must be ``identity_dim``.
+        reducer_kernel_sizes: kernel of each block's first convolution and shortcut (padding ``kernel // 2``).
+        reducer_strides: stride of each block (released: 4, 4, 2, 2 → 5023 → 1256 → 314 → 157 → 79; paper: 1).
+        reducer_num_groups: GroupNorm groups in the ResConv1D blocks (8).
+        identity_dim: width of the identity tokens handed to the transformer (2048).
+
+    Call :meth:`load_mesh` once after construction (or load a saved model, which carries the mesh).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        variant: str = "released",
+        clip_hidden_dim: int = 1024,
+        num_clip_layers: int = 5,
+        clip_grid_size: int = 24,
+        abstractor_dim: int = 1024,
+        abstractor_hidden_dim: int = 256,
+        abstractor_pool_size: int = 6,
+        abstractor_stage_depth: int = 3,
+        abstractor_readout_depth: int = 2,
+        abstractor_ffn_mult: int = 4,
+        face_abstractor_depth: int = 10,
+        face_token_dim: int = 2048,
+        num_latent_queries: int = 144,
+        id_embedding_dim: int = 1280,
+        num_id_embedding_tokens: int = 5,
+        vertex_dim: int = 128,
+        face_to_vertex_dims: Sequence[int] = (1024, 512, 256, 128),
+        fusion_num_layers: int = 6,
+        fusion_num_heads: int = 4,
+        fusion_head_dim: int = 32,
+        fusion_mlp_dim: int = 256,
+        mesh_num_vertices: Sequence[int] = (5023, 1256, 314),
+        spiral_length: int = 9,
+        vertex_encoder_channels: Sequence[int] | None = None,
+        depth_temperature: float = 10000.0,
+        reducer_channels: Sequence[int] = (256, 512, 1024, 2048),
+        reducer_kernel_sizes: Sequence[int] = (5, 5, 3, 3),
+        reducer_strides: Sequence[int] = (4, 4, 2, 2),
+        reducer_num_groups: int = 8,
+        identity_dim: int = 2048,
+    ):
+        super().__init__()
+        self._check_config()
+        released = variant == "released"
+        num_levels = len(mesh_num_vertices) - 1
+
+        # 1. Face abstractor
+        self.face_abstractor = FaceAbstractor(
+            variant=variant,
+            feature_dim=clip_hidden_dim,
+            num_features=num_clip_layers,
+            grid_size=clip_grid_size,
+            dim=abstractor_dim,
+            hidden_dim=abstractor_hidden_dim,
+            pool_size=abstractor_pool_size,
+            stage_depth=abstractor_stage_depth,
+            readout_depth=abstractor_readout_depth,
+            ffn_mult=abstractor_ffn_mult,
+            num_layers=face_abstractor_depth,
+            output_dim=face_token_dim,
+            num_latent_queries=num_latent_queries,
+            id_embedding_dim=id_embedding_dim,
+            num_id_embedding_tokens=num_id_embedding_tokens,
+        )
+
+        # 2. Vertex tokens: learned queries (released) or a SpiralNet++ encoder of the input vertices (paper)
+        if released:
+            self.vertex_queries = nn.Parameter(torch.zeros(1, mesh_num_vertices[-1], vertex_dim))
+        else:
+            self.vertex_encoder = SpiralEncoder(3, vertex_encoder_channels, spiral_length)
+
+        # 3. Fusion transformer over [vertex tokens; face tokens mapped to vertex_dim]
+        widths = [face_token_dim, *face_to_vertex_dims]
+        self.face_to_vertex = nn.Sequential(*(Mlp(a, out_features=b) for a, b in pairwise(widths)))
+        self.fusion = FusionTransformer(
+            vertex_dim, fusion_num_layers, fusion_num_heads, fusion_head_dim, fusion_mlp_dim
+        )
+
+        # 4. Released only: decode the fused coarse vertex tokens back to the finest mesh level
+        if released:
+            self.vertex_decoder = SpiralDecoder(vertex_dim, num_levels, spiral_length)
+
+        # 5. ResConv1D: vertex_dim → identity_dim
+        self.reducer = ResConv1D(
+            vertex_dim, reducer_channels, reducer_kernel_sizes, reducer_strides, reducer_num_groups
+        )
+
+        # 6. Mesh hierarchy buffers (filled by load_mesh); persistent so that save/from_pretrained carry them
+        for level in range(num_levels):
+            fine, coarse = mesh_num_vertices[level], mesh_num_vertices[level + 1]
+            self.register_buffer(f"mesh_spirals_{level}", torch.zeros(fine, spiral_length, dtype=torch.long))
+            self.register_buffer(f"mesh_down_index_{level}", torch.zeros(coarse, dtype=torch.long))
+            if released:
+                self.register_buffer(f"mesh_up_index_{level}", torch.zeros(fine, UP_SAMPLING_NNZ, dtype=torch.long))
+                self.register_buffer(f"mesh_up_weight_{level}", torch.zeros(fine, UP_SAMPLING_NNZ))
+        self.register_buffer("mesh_loaded", torch.tensor(False))
+
+    # ------------------------------------------------------------------------------------------ configuration
+    def _check_config(self) -> None:
+        c = self.config
+        if c.variant not in VARIANTS:
+            raise ConfigError(f"unknown identity encoder variant {c.variant!r}", hint="use 'released' or 'paper'")
+        if len(c.mesh_num_vertices) < 2:
+            raise ConfigError(f"mesh_num_vertices needs at least two levels, got {list(c.mesh_num_vertices)}")
+        if c.face_to_vertex_dims[-1] != c.vertex_dim:
+            raise ConfigError(
+                f"face_to_vertex_dims must end with vertex_dim={c.vertex_dim}, got {list(c.face_to_vertex_dims)}"
+            )
+        if c.reducer_channels[-1] != c.identity_dim:
+            raise ConfigError(
+                f"reducer_channels must end with identity_dim={c.identity_dim}, got {list(c.reducer_channels)}"
+            )
+        if not len(c.reducer_channels) == len(c.reducer_kernel_sizes) == len(c.reducer_strides):
+            raise ConfigError("reducer_channels, reducer_kernel_sizes and reducer_strides must have equal lengths")
+        if c.face_abstractor_depth < c.num_clip_layers or c.face_abstractor_depth % c.num_clip_layers:
+            raise ConfigError(
+                f"face_abstractor_depth={c.face_abstractor_depth} must be a positive multiple of "
+                f"num_clip_layers={c.num_clip_layers}"
+            )
+        if c.variant == "released":
+            if c.face_token_dim != c.identity_dim:
+                raise ConfigError(
+                    f"the released variant concatenates face and vertex tokens: face_token_dim={c.face_token_dim} "
+                    f"must equal identity_dim={c.identity_dim}"
+                )
+            if c.vertex_encoder_channels is not None:
+                raise ConfigError("vertex_encoder_channels is a paper-variant key; the released variant has none")
+        else:
+            if c.face_abstractor_depth != c.num_clip_layers:
+                raise ConfigError(
+                    f"the paper variant has one C-Abstractor per EVA depth: face_abstractor_depth must be "
+                    f"num_clip_layers={c.num_clip_layers}, got {c.face_abstractor_depth}"
+                )
+            channels = c.vertex_encoder_channels
+            if channels is None or len(channels) != len(c.mesh_num_vertices) - 1 or channels[-1] != c.vertex_dim:
+                raise ConfigError(
+                    f"vertex_encoder_channels needs one width per down-sampling "
+                    f"({len(c.mesh_num_vertices) - 1}), the last being vertex_dim={c.vertex_dim}; got {channels}"
+                )
+            if any(stride != 1 for stride in c.reducer_strides):
+                raise ConfigError(
+                    f"the paper variant keeps every vertex token: reducer_strides must be 1, got "
+                    f"{list(c.reducer_strides)}"
+                )
+
+    @property
+    def num_levels(self) -> int:
+        """Number of mesh down-samplings."""
+        return len(self.config.mesh_num_vertices) - 1
+
+    @property
+    def num_face_tokens(self) -> int:
+        return self.config.abstractor_pool_size**2
+
+    @property
+    def num_identity_tokens(self) -> int:
+        """N_id: ``pool² + reduced vertex count`` (released, 115) or the coarsest vertex count (paper, 314)."""
+        c = self.config
+        if c.variant == "released":
+            return self.num_face_tokens + ResConv1D.output_length(c.mesh_num_vertices[0], c.reducer_strides)
+        return c.mesh_num_vertices[-1]
+
+    # --------------------------------------------------------------------------------------------- mesh data
+    def mesh_buffer_names(self) -> list[str]:
+        """Names of the mesh buffers in :meth:`state_dict` (filled by :meth:`load_mesh`, not by checkpoints of the
+        authors)."""
+        return [name for name, _ in self.named_buffers() if name.startswith("mesh_")]
+
+    def _mesh(self, kind: str) -> list[torch.Tensor]:
+        return [getattr(self, f"mesh_{kind}_{level}") for level in range(self.num_levels)]
+
+    @torch.no_grad()
+    def load_mesh(self, hierarchy: MeshHierarchy) -> None:
+        """Fill the mesh buffers from a mesh hierarchy (levels finest first) whose vertex counts match the config.
+
+        Computes the spiral neighbourhoods of levels ``0 … L-1`` and stores the down-sampling selections (one vertex
+        per coarse vertex) and, for the released variant, the barycentric up-sampling weights.
+        """
+        c = self.config
+        sizes = hierarchy.num_vertices()
+        if sizes[: len(c.mesh_num_vertices)] != list(c.mesh_num_vertices):
+            raise ConfigError(
+                f"mesh hierarchy has levels of {sizes} vertices; this encoder needs {list(c.mesh_num_vertices)}",
+                hint="use the mesh the checkpoint was trained with (the release: assets/transform.pkl)",
+            )
+        device = self.mesh_loaded.device
+        for level in range(self.num_levels):
+            spirals = hierarchy.spirals(level, seq_length=c.spiral_length)  # (V_level, S)
+            getattr(self, f"mesh_spirals_{level}").copy_(torch.as_tensor(spirals, device=device))
+            down = hierarchy.coarse_indices(level)  # (V_{level+1},)
+            getattr(self, f"mesh_down_index_{level}").copy_(torch.as_tensor(down, device=device))
+            if c.variant == "released":
+                index, weight = _padded_rows(hierarchy.up[level], UP_SAMPLING_NNZ, f"up[{level}]")
+                getattr(self, f"mesh_up_index_{level}").copy_(torch.as_tensor(index, device=device))
+                getattr(self, f"mesh_up_weight_{level}").copy_(torch.as_tensor(weight, device=device))
+        self.mesh_loaded.fill_(True)
+
+    def _require_mesh(self) -> None:
+        if not bool(self.mesh_loaded):
+            raise ConfigError(
+                "the identity encoder has no mesh hierarchy",
+                hint="call encoder.load_mesh(load_mesh_hierarchy('transform.pkl')) once after building it",
+            )
+
+    def pool_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
+        """``(B, V_0, C)`` → ``(B, V_L, C)``: follow the down-sampling selections to the coarsest level."""
+        self._require_mesh()
+        for index in self._mesh("down_index"):
+            vertices = vertices[:, index]
+        return vertices
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def encode_face(self, clip_hidden_states: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """EVA-CLIP hidden states (``num_clip_layers`` × ``(B, grid² + 1, clip_hidden_dim)``, CLS first; or one
+        tensor stacked on dim 0) → face tokens ``(B, pool², face_token_dim)``."""
+        c = self.config
+        if len(clip_hidden_states) != c.num_clip_layers:
+            raise ValueError(f"expected {c.num_clip_layers} EVA-CLIP hidden states, got {len(clip_hidden_states)}")
+        expected = (c.clip_grid_size**2 + 1, c.clip_hidden_dim)
+        for hidden in clip_hidden_states:
+            if hidden.ndim != 3 or tuple(hidden.shape[1:]) != expected:
+                raise ValueError(
+                    f"EVA-CLIP hidden states must be (B, {expected[0]}, {expected[1]}), got {tuple(hidden.shape)}"
+                )
+        return self.face_abstractor([hidden.to(self.dtype) for hidden in clip_hidden_states])
+
+    def encode_vertices(self, vertices: torch.Tensor, face_tokens: torch.Tensor) -> torch.Tensor:
+        """FLAME vertices ``(B, V_0, 3)`` and face tokens → fused vertex features.
+
+        Released: ``(B, V_0, vertex_dim)`` (fused coarse tokens decoded to the finest level); paper:
+        ``(B, V_L, vertex_dim)`` (the fused coarse vertex tokens).
+        """
+        c = self.config
+        if vertices.ndim != 3 or tuple(vertices.shape[1:]) != (c.mesh_num_vertices[0], 3):
+            raise ValueError(f"vertices must be (B, {c.mesh_num_vertices[0]}, 3), got {tuple(vertices.shape)}")
+        self._require_mesh()
+        batch, num_coarse = vertices.shape[0], c.mesh_num_vertices[-1]
+        vertices = vertices.to(self.dtype)
+
+        # 1. Vertex tokens on the coarsest level, plus the sinusoidal code of each coarse vertex's depth
+        coarse = self.pool_vertices(vertices)  # (B, V_L, 3)
+        depth_code = depth_encoding(0.5 * coarse[..., 2] + 0.5, c.vertex_dim, c.depth_temperature)  # (B, V_L, C′)
+        if c.variant == "released":
+            vertex_tokens = self.vertex_queries.expand(batch, -1, -1) + depth_code
+        else:
+            features = self.vertex_encoder(vertices, self._mesh("spirals"), self._mesh("down_index"))
+            vertex_tokens = features + depth_code  # X_V = X′_V + E_dep
+
+        # 2. Fusion transformer over [vertex tokens; face tokens mapped to C′]
+        face = self.face_to_vertex(face_tokens.to(vertex_tokens.dtype))  # (B, pool², C′)
+        fused = self.fusion(torch.cat([vertex_tokens, face], dim=1))[:, :num_coarse]  # (B, V_L, C′)
+        if c.variant == "paper":
+            return fused
+
+        # 3. Released: decode to the finest level
+        return self.vertex_decoder(fused, self._mesh("spirals"), self._mesh("up_index"), self._mesh("up_weight"))
+
+    def reduce_vertices(self, vertex_features: torch.Tensor) -> torch.Tensor:
+        """ResConv1D: ``(B, N, vertex_dim)`` → vertex tokens ``(B, N', identity_dim)``."""
+        return self.reducer(vertex_features)
+
+    def forward(
+        self,
+        clip_hidden_states: Sequence[torch.Tensor] | torch.Tensor,
+        vertices: torch.Tensor,
+        id_embedding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Identity tokens ``(B, N_id, identity_dim)``; compute once per video.
+
+        Args:
+            clip_hidden_states: the ``num_clip_layers`` EVA-CLIP hidden states ``(B, grid² + 1, clip_hidden_dim)``
+                (CLS first), as a sequence or stacked on dim 0.
+            vertices: FLAME vertices ``(B, V_0, 3)`` (metres).
+            id_embedding: ArcFace + CLIP embedding ``(B, id_embedding_dim)`` as the release's pipeline passes it.
+                Neither variant depends on it (in the release it only feeds a mapping whose output is discarded);
+                accepted for interface parity and shape-checked.
+
+        Released: ``[face tokens; vertex tokens]`` = ``(B, 36 + 79, 2048)``; paper: ``V_F`` = ``(B, 314, 2048)``.
+        """
+        if id_embedding is not None and tuple(id_embedding.shape[1:]) != (self.config.id_embedding_dim,):
+            raise ValueError(
+                f"id_embedding must be (B, {self.config.id_embedding_dim}), got {tuple(id_embedding.shape)}"
+            )
+        face_tokens = self.encode_face(clip_hidden_states)  # (B, pool², face_token_dim)
+        vertex_tokens = self.reduce_vertices(self.encode_vertices(vertices, face_tokens))  # (B, N', identity_dim)
+        if self.config.variant == "released":
+            return torch.cat([face_tokens, vertex_tokens.to(face_tokens.dtype)], dim=1)
+        return vertex_tokens
+
+    # ------------------------------------------------------------------------------------------------ training
+    def dead_parameter_names(self) -> list[str]:
+        """Parameters that cannot influence the output: in the released variant, every face-abstractor parameter
+        except the last EVA depth's mapping, the last layer, the position embeddings leaked into it and
+        ``proj_out``; none in the paper variant. Useful to leave them out of an optimiser."""
+        if self.config.variant != "released":
+            return []
+        fa = self.face_abstractor
+        last = len(fa.layers) - 1
+        live_prefixes = [f"face_abstractor.feature_mappings.{fa.num_features - 1}.", f"face_abstractor.layers.{last}."]
+        live = {"face_abstractor.proj_out"}
+        live |= {
+            f"face_abstractor.layers.{i}.abstractor.pos_embed" for i in range(last + 1 - fa.layers_per_feature, last)
+        }
+        return [
+            name
+            for name, _ in self.named_parameters()
+            if name.startswith("face_abstractor.") and name not in live and not name.startswith(tuple(live_prefixes))
+        ]
+
+
+def _padded_rows(matrix, width: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR matrix with at most ``width`` entries per row as dense ``(rows, width)`` column indices and weights
+    (padding: column 0, weight 0)."""
+    counts = np.diff(matrix.indptr)
+    if counts.max(initial=0) > width:
+        raise ConfigError(f"mesh matrix {name} has rows with {counts.max()} entries; at most {width} are supported")
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    slots = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)  # position of each entry in its row
+    index = np.zeros((matrix.shape[0], width), dtype=np.int64)
+    weight = np.zeros((matrix.shape[0], width), dtype=np.float32)
+    index[rows, slots] = matrix.indices
+    weight[rows, slots] = matrix.data
+    return index, weight
