@@ -668,6 +668,8 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
         self.mesh_loaded.fill_(True)
 
     def _require_mesh(self) -> None:
+        if self.mesh_loaded.is_meta:  # shape-only runs (parameter and FLOP counts on the meta device)
+            return
         if not bool(self.mesh_loaded):
             raise ConfigError(
                 "the identity encoder has no mesh hierarchy",
