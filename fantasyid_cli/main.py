@@ -47,6 +47,13 @@ def _root(
     """Train, run and measure identity-preserving text-to-video models of the FantasyID kind."""
 
 
+from .commands.generate_cmd import generate  # noqa: E402  (imports no torch at module level)
+
+from .commands.models_cmd import app as models_app  # noqa: E402
+
+app.command("generate", help=generate.__doc__)(generate)
+app.add_typer(models_app, name="models")
+
 for _name in PENDING:
     register_pending(app, _name)
 

@@ -360,6 +360,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _safe_reconstructor
         if module in ("builtins", "__builtin__") and name == "object":
             return object
+        if module in ("builtins", "__builtin__") and name == "bytes":
+            return bytes  # Python 3 pickles empty byte strings as bytes(); constructing bytes runs no code
         raise UnsafeFileError(
             f"refusing to unpickle global '{module}.{name}': only numpy arrays and scipy sparse matrices are allowed",
             hint="load only mesh files from a source you trust, or convert them to .npz",

@@ -10,7 +10,6 @@ from ..console import fail
 PENDING = {
     "prep": ("raw videos → training manifest (face filter, OCR filter, head pose, six views, 3D vertices, captions)", "the data-preparation issue"),
     "train": ("train FantasyID on a CogVideoX backbone with accelerate", "the training issue"),
-    "generate": ("one video (or a batch) from a reference face and a prompt", "issue #5"),
     "edit-shape": ("change the 3D face (width, jawline, …) and generate with it", "issue #6"),
     "eval": ("RS, IFS, face-crop FID and face motion, written as the paper's tables", "issue #4"),
 }
