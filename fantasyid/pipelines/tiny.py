@@ -1,0 +1,136 @@
+"""The ``tiny`` model: every learned component of FantasyID built from its real class at toy size, randomly initialised.
+
+It runs the whole pipeline end to end on a CPU in seconds: what tests, the README's first command and dry runs of
+batch scripts use. Its videos show the machinery, not a person: the weights are random (every output says so).
+
+Sizes: 64×64 px, 9 frames → 3×8×8 latents (4 channels; I2V doubles them), a two-block transformer of width 32, a
+one-layer T5 of width 16 with a word-level vocabulary built here, a 4-level CogVideoX VAE of width 8, EVA-CLIP and the
+identity encoder at a few channels, and a synthetic FLAME-format model on a 642-vertex sphere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.configs import identity_encoder_config, tiny_mesh_hierarchy, transformer_config
+
+__all__ = ["TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "tiny_tokenizer"]
+
+TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES = 64, 64, 9
+
+# A small vocabulary: common prompt words as whole pieces, every lowercase letter and digit as a fallback piece.
+_WORDS = (
+    "a an the and of in on at with to is are his her their its man woman person boy girl child old young "
+    "smiles smiling talks talking walks walking looks looking turns turning laughs laughing sits sitting stands "
+    "standing runs running camera beach street park room city forest light sun sunset night day portrait face "
+    "hair eyes head close up shot video slowly happy sad wearing shirt dress jacket glasses"
+).split()
+
+
+def tiny_tokenizer():
+    """A T5 tokenizer (fast) over a Unigram vocabulary made in code: no download, every text tokenises."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [(f"▁{word}", -1.0) for word in _WORDS]
+    pieces += [(ch, -10.0) for ch in "▁abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
+
+
+def _tiny_scheduler():
+    from diffusers import CogVideoXDPMScheduler
+
+    # CogVideoX-5B's scheduler settings (v-prediction, zero terminal SNR, trailing spacing).
+    return CogVideoXDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        set_alpha_to_one=True,
+        snr_shift_scale=3.0,
+        timestep_spacing="trailing",
+        clip_sample=False,
+    )
+
+
+def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: str = "released") -> dict:
+    """The pipeline's components at tiny size, seeded: ``FantasyIDPipeline(**build_tiny_components())``.
+
+    ``with_identity`` adds the tiny identity encoder (``variant`` ``released`` or ``paper``, mesh loaded). The face
+    tools (detector, EVA-CLIP, DECA + FLAME) are attached separately (:func:`build_tiny_image_encoder`).
+    """
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import T5Config, T5EncoderModel
+
+    from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
+
+    t_config = transformer_config("tiny")
+    if variant == "paper":
+        t_config["identity_refiner"] = "conv"
+    tokenizer = tiny_tokenizer()
+
+    torch.manual_seed(seed)
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=t_config["text_embed_dim"],
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    ).eval()
+    latent_channels = t_config["in_channels"] // 2
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    ).eval()
+    transformer = FantasyIDTransformer3DModel(**t_config).eval()
+    components = {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "transformer": transformer,
+        "scheduler": _tiny_scheduler(),
+        "identity_encoder": None,
+    }
+    if with_identity:
+        components.update(_tiny_identity_components(variant))
+    return components
+
+
+def _tiny_identity_components(variant: str) -> dict:
+    from ..models.identity_encoder import FantasyIDIdentityEncoder
+
+    e_config = identity_encoder_config("tiny", variant=variant)
+    identity_encoder = FantasyIDIdentityEncoder(**e_config).eval()
+    identity_encoder.load_mesh(tiny_mesh_hierarchy())
+    return {"identity_encoder": identity_encoder}
+
+
+def build_tiny_image_encoder(num_clip_layers: int):
+    """The tiny EVA-CLIP vision tower, returning ``num_clip_layers`` hidden states evenly spread over its blocks."""
+    import dataclasses
+
+    from ..face.eva_clip import EvaClipConfig, build_eva_clip_vision
+
+    config = EvaClipConfig.tiny()
+    step = max(1, (config.depth - 1) // num_clip_layers)
+    layers = tuple(step * (i + 1) for i in range(num_clip_layers))
+    return build_eva_clip_vision(dataclasses.replace(config, hidden_layers=layers)).eval()

@@ -1,0 +1,60 @@
+"""``fantasyid models``: which weights a configuration needs, where they were looked for, and how to get them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..console import console
+
+app = typer.Typer(
+    help="Check (and on request fetch) the weights a model needs.\n\nExamples:\n\n  fantasyid models\n\n"
+    "  fantasyid models --model tiny\n\n  fantasyid models --model /data/FantasyID --flame ~/flame/generic_model.pkl\n\n"
+    "  fantasyid models fetch      # downloads acvlab/FantasyID from the hub",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def models(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="released | tiny | PATH to a checkpoint folder.")] = "released",
+    mesh: Annotated[str | None, typer.Option(help="The release's transform.pkl.")] = None,
+    flame: Annotated[str | None, typer.Option(help="FLAME generic_model.pkl.")] = None,
+    deca: Annotated[str | None, typer.Option(help="DECA deca_model.tar.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List each weight the model needs: found or not, where, and exactly how to get it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from fantasyid.hub import check_model
+
+    reports = check_model(model, mesh=mesh, flame=flame, deca=deca)
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in reports]))
+    else:
+        table = Table(title=f"weights for --model {model}", show_lines=False)
+        for column in ("weight", "what", "found", "where / how to get it"):
+            table.add_column(column, overflow="fold")
+        for r in reports:
+            status = "[green]yes[/]" if r.found else "[red]no[/]"
+            table.add_row(r.name, r.what, status, r.where if r.found else f"{r.where}\n[yellow]{r.how_to_get}[/]")
+        console.print(table)
+    if not all(r.found for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command("fetch")
+def fetch(model: Annotated[str, typer.Option(help="released, or a hub id such as acvlab/FantasyID.")] = "released") -> None:
+    """Download the released FantasyID checkpoint (acvlab/FantasyID) into the Hugging Face cache."""
+    from fantasyid.hub import fetch_model
+
+    with console.status(f"downloading {model}…"):
+        path = fetch_model(model)
+    console.print(f"fetched → {path}")
+    console.print("DECA and FLAME are licensed and cannot be fetched: see `fantasyid models`.")

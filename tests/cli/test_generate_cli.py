@@ -1,0 +1,107 @@
+"""`fantasyid generate --model tiny`: real mp4s, sidecars, batch resume, failures that don't stop the batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from typer.testing import CliRunner
+
+from fantasyid_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("gen")
+    PIL.Image.fromarray(data.astronaut()).save(root / "astronaut.png")
+    PIL.Image.new("RGB", (200, 200), (90, 140, 200)).save(root / "sky.png")
+    (root / "broken.png").write_bytes(b"not an image at all")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path_factory.getbasetemp() / "fantasyid-home"))
+
+
+def _frames(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return iio.imread(path, plugin="pyav")
+
+
+def test_one_video(files, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["generate", "--model", "tiny", "--ref", str(files / "astronaut.png"),
+                                 "--prompt", "a woman smiles", "--out", str(out), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    videos = list(out.glob("*.mp4"))
+    assert len(videos) == 1
+    frames = _frames(videos[0])
+    assert frames.shape == (9, 64, 64, 3)
+    sidecar = json.loads(videos[0].with_suffix(".json").read_text())
+    assert sidecar["status"] == "done" and sidecar["seed"] == 5 and sidecar["prompt"] == "a woman smiles"
+    assert sidecar["model"]["model"] == "tiny" and sidecar["model"]["random_weights"] is True
+    assert len(sidecar["ref_sha256"]) == 64 and sidecar["settings"]["steps"] == 4
+    assert "random" in result.output
+    assert not list(out.glob(".*partial*"))
+
+
+def test_batch_goes_on_past_failures_and_resumes(files, tmp_path):
+    prompts = tmp_path / "batch.csv"
+    prompts.write_text(
+        "ref,prompt,seed,name\n"
+        f"{files / 'astronaut.png'},a woman smiles,1,first\n"
+        "missing.png,a woman smiles,2,\n"
+        f"{files / 'sky.png'},no face here,3,\n"
+        f"{files / 'broken.png'},unreadable,4,\n"
+        f"{files / 'astronaut.png'},,5,\n"
+        f"{files / 'astronaut.png'},the same woman walks,six,\n"
+        f"{files / 'astronaut.png'},../../escape attempt,7,../../evil\n"
+    )
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["generate", "--model", "tiny", "--prompts", str(prompts), "--out", str(out)])
+    assert result.exit_code == 1
+    names = sorted(p.name for p in out.glob("*.mp4"))
+    assert names == ["evil.mp4", "first.mp4"]  # the path in `name` is made safe, never followed
+    assert "2 made" in result.output and "5 failed" in result.output
+    assert "no face" in result.output and "does not exist" in result.output
+    assert not (tmp_path.parent / "evil.mp4").exists()
+
+    again = runner.invoke(app, ["generate", "--model", "tiny", "--prompts", str(prompts), "--out", str(out)])
+    assert "0 made, 2 already done" in again.output
+    assert again.exit_code == 1
+
+
+def test_jsonl_batch_and_bad_json(files, tmp_path):
+    prompts = tmp_path / "batch.jsonl"
+    prompts.write_text(json.dumps({"ref": str(files / "astronaut.png"), "prompt": "a woman turns", "seed": 9}) + "\n{oops\n")
+    result = runner.invoke(app, ["generate", "--model", "tiny", "--prompts", str(prompts), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "not valid JSON" in result.output
+    assert len(list((tmp_path / "o").glob("*.mp4"))) == 1
+
+
+def test_misuse_and_missing_reference(tmp_path):
+    assert runner.invoke(app, ["generate", "--model", "tiny"]).exit_code == 2
+    assert runner.invoke(app, ["generate", "--model", "tiny", "--ref", "x.png"]).exit_code == 2
+    result = runner.invoke(app, ["generate", "--model", "tiny", "--ref", str(tmp_path / "nope.png"), "--prompt", "hi"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_released_model_missing_says_how_to_get_it(files, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from fantasyid_cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--ref", str(files / "astronaut.png"), "--prompt", "hi", "--out", str(tmp_path)])
+    assert exc.value.code == 1
