@@ -17,8 +17,7 @@ below are loaded on first use, so torch, timm, insightface and OpenCV are import
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fantasyid._lazy import lazy_exports
 
 _EXPORTS = {
     # analysis
@@ -59,18 +58,4 @@ _EXPORTS = {
 }
 
 __all__ = tuple(sorted(_EXPORTS))
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562 lazy attributes: `import fantasyid.face` stays free of torch / insightface / cv2
-    try:
-        module_name, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'fantasyid.face' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"fantasyid.face.{module_name}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ FantasyIDTransformer3DModel``) or through the lazy names below.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _LAZY = {
     "FantasyIDTransformer3DModel": "transformer_fantasyid",
@@ -14,13 +14,9 @@ _LAZY = {
     "IdentityKVCache": "transformer_fantasyid",
     "FantasyIDIdentityEncoder": "identity_encoder",
     "convert_released_state_dict": "convert",
+    "identity_encoder_config": "configs",
+    "transformer_config": "configs",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = tuple(sorted(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _LAZY = {
     "FantasyIDPipeline": "pipeline_fantasyid",
@@ -10,10 +10,5 @@ _LAZY = {
     "IdentityInputs": "pipeline_fantasyid",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = tuple(sorted(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
