@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .commands.eval_cmd import eval_command
 from .commands.pending import PENDING, register_pending
 from .console import console, debug_enabled, fail
 
@@ -53,6 +54,8 @@ from .commands.models_cmd import app as models_app  # noqa: E402
 
 app.command("generate", help=generate.__doc__)(generate)
 app.add_typer(models_app, name="models")
+
+app.command("eval")(eval_command)
 
 for _name in PENDING:
     register_pending(app, _name)

@@ -1,0 +1,76 @@
+"""The paper's metrics (Sec. 4.1) over folders of generated videos: RS, IFS, face-crop FID and face motion (FM).
+
+* :func:`evaluate_runs`, :class:`EvalSummary`, :class:`RunResult`, :class:`VideoResult`, :data:`METRIC_NAMES`,
+  :func:`parse_metrics` (``fantasyid.metrics.evaluate``): the one shared pass behind ``fantasyid eval``
+* :class:`IdentityTrack` (``identity``): RS and IFS from ArcFace embeddings
+* :class:`FaceFID`, :class:`InceptionFeatures` (``fid``): the standard FID Inception + torchmetrics' distance
+* :class:`FaceMotion`, :class:`FlowSettings` (``motion``): dense flow in the face region
+* :class:`FrameReader`, :func:`probe` (``video``): decoding
+* :func:`write_outputs`, :func:`rich_table` (``tables``): the paper's tables as Markdown, LaTeX, CSV, JSON and a plot
+
+Importing this package is cheap: names load on first use, so torch and OpenCV are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate_runs": "evaluate",
+    "EvalSummary": "evaluate",
+    "RunResult": "evaluate",
+    "VideoResult": "evaluate",
+    "METRIC_NAMES": "evaluate",
+    "parse_metrics": "evaluate",
+    "resolve_reference": "evaluate",
+    "IdentityTrack": "identity",
+    "FaceFID": "fid",
+    "FIDResult": "fid",
+    "InceptionFeatures": "fid",
+    "FaceMotion": "motion",
+    "FlowSettings": "motion",
+    "FLOW_METHODS": "motion",
+    "FrameReader": "video",
+    "VideoReadError": "video",
+    "probe": "video",
+    "write_outputs": "tables",
+    "rich_table": "tables",
+}
+
+__all__ = [
+    "FLOW_METHODS",
+    "METRIC_NAMES",
+    "EvalSummary",
+    "FIDResult",
+    "FaceFID",
+    "FaceMotion",
+    "FlowSettings",
+    "FrameReader",
+    "IdentityTrack",
+    "InceptionFeatures",
+    "RunResult",
+    "VideoReadError",
+    "VideoResult",
+    "evaluate_runs",
+    "parse_metrics",
+    "probe",
+    "resolve_reference",
+    "rich_table",
+    "write_outputs",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562 lazy attributes, as in fantasyid.face
+    try:
+        module_name = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'fantasyid.metrics' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"fantasyid.metrics.{module_name}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
