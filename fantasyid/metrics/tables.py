@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from fantasyid.io import atomic_path, write_text
 
 if TYPE_CHECKING:  # imported for annotations only: keeps this module free of the evaluation's imports
     from fantasyid.metrics.evaluate import EvalSummary
@@ -31,22 +31,14 @@ COLUMNS = (
 
 def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer`` on a temporary path next to ``path``, then move it into place (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        writer(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text(path, text)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -276,7 +268,7 @@ def write_outputs(summary: EvalSummary, out_dir: Path) -> dict[str, Path]:
     files = {
         "summary": atomic_write_text(out_dir / "summary.json", summary.to_json() + "\n"),
         "per_video": atomic_write_text(out_dir / "per_video.csv", per_video_csv(summary)),
-        "table_md": atomic_write_text(out_dir / "table.md", markdown_table(summary)),
+        "table_md": atomic_write_text(out_dir / "table.md", markdown_table(summary).rstrip("\n") + "\n"),
         "table_tex": atomic_write_text(out_dir / "table.tex", latex_table(summary)),
     }
     plot = write_plot(summary, out_dir / "identity_vs_motion.png")

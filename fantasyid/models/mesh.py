@@ -21,7 +21,6 @@ import importlib
 import math
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,18 +211,10 @@ def _as_csr(matrix: Any, name: str) -> sp.csr_matrix:
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez`` into a temp file beside ``path`` and move it into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Remove the partial temp file, then let the original error propagate.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 # ---------------------------------------------------------------------------------------------------------------

