@@ -49,10 +49,12 @@ def _root(
 
 
 from .commands.generate_cmd import generate  # noqa: E402  (imports no torch at module level)
+from .commands.edit_shape_cmd import edit_shape  # noqa: E402  (imports no torch at module level)
 
 from .commands.models_cmd import app as models_app  # noqa: E402
 
 app.command("generate", help=generate.__doc__)(generate)
+app.command("edit-shape", help=edit_shape.__doc__)(edit_shape)
 app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)

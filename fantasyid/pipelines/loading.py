@@ -126,9 +126,18 @@ def synthetic_flame_model(seed: int = 0):
         regressor[joint, band] = 1.0 / len(band)
     weights = np.zeros((count, joints))
     weights[:, 0] = 1.0
+    # Smooth blend shapes, like FLAME's: each moves the surface along its normal by a random smooth field (64
+    # low-frequency random Fourier features of the position, about 1 mm per unit coefficient), so random codes give
+    # a lumpy head, not a spiky ball.
+    unit = vertices / np.linalg.norm(vertices, axis=1, keepdims=True)  # (V, 3) normals of the sphere
+    frequencies = rng.normal(0.0, 2.0, (3, 64))
+    phases = rng.uniform(0.0, 2 * np.pi, 64)
+    basis = np.cos(unit @ frequencies + phases)  # (V, 64)
+    fields = basis @ rng.normal(0.0, 1e-3 / 8, (64, 400))  # (V, 400) normal displacement per component
+    shapedirs = unit[:, :, None] * fields[:, None, :]  # (V, 3, 400)
     return FlameModelData(
         v_template=vertices,
-        shapedirs=rng.normal(0.0, 1e-3, (count, 3, 400)),
+        shapedirs=shapedirs,
         posedirs=rng.normal(0.0, 1e-4, (count, 3, 9 * (joints - 1))),
         j_regressor=regressor,
         parents=np.array([-1, 0, 1, 1, 1]),

@@ -10,7 +10,6 @@ from ..console import fail
 PENDING = {
     "prep": ("raw videos → training manifest (face filter, OCR filter, head pose, six views, 3D vertices, captions)", "the data-preparation issue"),
     "train": ("train FantasyID on a CogVideoX backbone with accelerate", "the training issue"),
-    "edit-shape": ("change the 3D face (width, jawline, …) and generate with it", "issue #6"),
 }
 
 
