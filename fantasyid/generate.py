@@ -48,6 +48,28 @@ class GenerateSettings:
     seed: int = 42  #: default seed of items that give none
     negative_prompt: str = ""
 
+    @classmethod
+    def for_model(
+        cls,
+        model: str,
+        *,
+        steps: int | None = None,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        **others: Any,
+    ) -> GenerateSettings:
+        """Settings with the unset sizes filled in for ``model``: the release's defaults, or for ``tiny`` the tiny
+        model's (4 steps, 9 frames, 64×64)."""
+        tiny = model == "tiny"
+        return cls(
+            steps=steps or (4 if tiny else 50),
+            frames=frames or (9 if tiny else 49),
+            height=height or (64 if tiny else 480),
+            width=width or (64 if tiny else 720),
+            **others,
+        )
+
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise InputError(f"--steps must be ≥ 1, got {self.steps}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import console, err_console, fail
+from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = (
     "\nExamples:\n\n"
@@ -62,8 +63,8 @@ def edit_shape(
     model: Annotated[
         str | None, typer.Option(help="released | tiny | PATH; default: released, or the shape file's.")
     ] = None,
-    flame: Annotated[Path | None, typer.Option(help="FLAME 2020 generic_model.pkl (licensed).")] = None,
-    deca: Annotated[Path | None, typer.Option(help="DECA deca_model.tar (licensed).")] = None,
+    flame: Flame = None,
+    deca: Deca = None,
     landmarks: Annotated[
         Path | None,
         typer.Option(help="FLAME's landmark_embedding.npy (default: beside --flame or in $FANTASYID_HOME/deca)."),
@@ -72,23 +73,23 @@ def edit_shape(
     max_change: Annotated[
         float, typer.Option(help="Largest edit: ‖Δβ‖ ≤ MAX_CHANGE prior standard deviations.")
     ] = 5.0,
-    face_pack: Annotated[str, typer.Option(help="insightface pack for the released model.")] = "antelopev2",
+    face_pack: FacePack = "antelopev2",
     face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    device: Device = "auto",
     list_traits: Annotated[bool, typer.Option("--list-traits", help="List the traits and exit.")] = False,
     generate: Annotated[bool, typer.Option("--generate", help="Go on to a video with the edited shape.")] = False,
     prompt: Annotated[str | None, typer.Option(help="What the person does (with --generate).")] = None,
     videos: Annotated[
         Path | None, typer.Option(help="Folder for the mp4 and its sidecar [default: the folder of --out].")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the video.")] = 42,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps [default: 50; tiny: 4].")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (text only).")] = 6.0,
-    frames: Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 4 [default: 49; tiny: 9].")] = None,
-    height: Annotated[int | None, typer.Option(help="Height in pixels [default: 480; tiny: 64].")] = None,
-    width: Annotated[int | None, typer.Option(help="Width in pixels [default: 720; tiny: 64].")] = None,
-    fps: Annotated[int, typer.Option(help="Frames per second of the mp4.")] = 8,
-    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 for generation.")] = "auto",
+    seed: Seed = 42,
+    steps: Steps = None,
+    guidance: Guidance = 6.0,
+    frames: Frames = None,
+    height: Height = None,
+    width: Width = None,
+    fps: Fps = 8,
+    dtype: Dtype = "auto",
     mesh_hierarchy: Annotated[
         Path | None, typer.Option(help="The release's transform.pkl, for generating with the released model.")
     ] = None,
@@ -127,15 +128,8 @@ def edit_shape(
 
     from fantasyid.generate import GenerateSettings, GenerationItem, run_generation
 
-    tiny = outcome.model == "tiny"
-    settings = GenerateSettings(
-        steps=steps or (4 if tiny else 50),
-        guidance=guidance,
-        frames=frames or (9 if tiny else 49),
-        height=height or (64 if tiny else 480),
-        width=width or (64 if tiny else 720),
-        fps=fps,
-        seed=seed,
+    settings = GenerateSettings.for_model(
+        outcome.model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed
     )
     folder = videos if videos is not None else out.parent
     item = GenerationItem(ref=ref, prompt=prompt, name=out.stem)

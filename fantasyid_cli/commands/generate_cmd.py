@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import console, err_console, fail
+from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = """
 Examples:
@@ -33,21 +34,21 @@ def generate(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder for the mp4 files and their JSON sidecars.")] = Path("outputs"),
     model: Annotated[str, typer.Option(help="released | tiny | PATH to a checkpoint folder.")] = "released",
-    seed: Annotated[int, typer.Option(help="Seed of items that give none.")] = 42,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps [default: 50; tiny: 4].")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (text only).")] = 6.0,
-    frames: Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 4 [default: 49; tiny: 9].")] = None,
-    height: Annotated[int | None, typer.Option(help="Height in pixels [default: 480; tiny: 64].")] = None,
-    width: Annotated[int | None, typer.Option(help="Width in pixels [default: 720; tiny: 64].")] = None,
-    fps: Annotated[int, typer.Option(help="Frames per second of the mp4.")] = 8,
-    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPU, fp32 on CPU).")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    seed: Seed = 42,
+    steps: Steps = None,
+    guidance: Guidance = 6.0,
+    frames: Frames = None,
+    height: Height = None,
+    width: Width = None,
+    fps: Fps = 8,
+    dtype: Dtype = "auto",
+    device: Device = "auto",
     offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower).")] = False,
     shape: Annotated[Path | None, typer.Option(help="3D face to use: SHAPE.npz from edit-shape, or a .ply.")] = None,
-    face_pack: Annotated[str, typer.Option(help="insightface pack for the released model.")] = "antelopev2",
+    face_pack: FacePack = "antelopev2",
     mesh: Annotated[Path | None, typer.Option(help="The release's transform.pkl (mesh hierarchy).")] = None,
-    flame: Annotated[Path | None, typer.Option(help="FLAME 2020 generic_model.pkl (licensed).")] = None,
-    deca: Annotated[Path | None, typer.Option(help="DECA deca_model.tar (licensed).")] = None,
+    flame: Flame = None,
+    deca: Deca = None,
     download: Annotated[bool, typer.Option(help="Allow downloading the released checkpoint from the hub.")] = False,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
@@ -58,15 +59,8 @@ def generate(
     if prompts is None and (ref is None or prompt is None):
         fail("one video needs both --ref and --prompt", code=2)
 
-    tiny = model == "tiny"
-    settings = GenerateSettings(
-        steps=steps or (4 if tiny else 50),
-        guidance=guidance,
-        frames=frames or (9 if tiny else 49),
-        height=height or (64 if tiny else 480),
-        width=width or (64 if tiny else 720),
-        fps=fps,
-        seed=seed,
+    settings = GenerateSettings.for_model(
+        model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed
     )
     if prompts is not None:
         items, bad_rows = read_prompt_file(prompts)

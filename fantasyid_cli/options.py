@@ -1,0 +1,21 @@
+"""Options shared by several commands, declared once (Typer ``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Seed = Annotated[int, typer.Option(help="Seed (of items that give none, in a batch).")]
+Steps = Annotated[int | None, typer.Option(help="Denoising steps [default: 50; tiny: 4].")]
+Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale (text only).")]
+Frames = Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 4 [default: 49; tiny: 9].")]
+Height = Annotated[int | None, typer.Option(help="Height in pixels [default: 480; tiny: 64].")]
+Width = Annotated[int | None, typer.Option(help="Width in pixels [default: 720; tiny: 64].")]
+Fps = Annotated[int, typer.Option(help="Frames per second of the mp4.")]
+Dtype = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPU, fp32 on CPU).")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
+FacePack = Annotated[str, typer.Option(help="insightface pack for the released model.")]
+Flame = Annotated[Path | None, typer.Option(help="FLAME 2020 generic_model.pkl (licensed).")]
+Deca = Annotated[Path | None, typer.Option(help="DECA deca_model.tar (licensed).")]
