@@ -40,7 +40,6 @@ The traits are chosen so that none is a function of the others: any one can move
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from collections.abc import Callable
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 
 from fantasyid.errors import CheckpointError, InputError, UnsafeFileError, WeightsNotFoundError
+from fantasyid.safe_pickle import AllowListUnpickler, numpy_globals
 
 __all__ = [
     "LANDMARK_COUNT",
@@ -160,46 +160,6 @@ def load_landmark_embedding(path: str | os.PathLike[str], faces: np.ndarray) -> 
     return SurfacePoints(face_idx, bary)
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = _reconstruct
-        allowed[(module, "scalar")] = scalar
-
-    def latin1(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
-        # Python 3 stores bytes in protocol-2 pickles as _codecs.encode(text, "latin1"); nothing else is allowed
-        if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
-            raise UnsafeFileError(f"the file asks for an encoding other than latin-1 ({encoding!r})")
-        return text.encode("latin1", errors)
-
-    allowed[("_codecs", "encode")] = latin1
-    return allowed
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays inside plain containers; any other global is refused before it is imported."""
-
-    def __init__(self, stream: io.BufferedIOBase, source: str):
-        super().__init__(stream, encoding="latin1")  # Python 2 pickles: str → latin-1 as numpy needs
-        self._allowed = _numpy_globals()
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = self._allowed.get((module, name))
-        if found is None:
-            raise UnsafeFileError(
-                f"{self._source} refers to {module}.{name}, which a landmark embedding does not contain; "
-                "refusing to load it",
-                hint=_EMBEDDING_HINT,
-            )
-        return found
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeFileError(f"{self._source} uses persistent ids, which a landmark embedding does not contain")
 
 
 def _read_pickled_npy(path: Path) -> dict[str, Any]:
@@ -215,7 +175,8 @@ def _read_pickled_npy(path: Path) -> dict[str, Any]:
         if dtype != np.dtype(object):
             raise CheckpointError(f"{path} holds a plain {dtype} array, not the embedding's dict", hint=_EMBEDDING_HINT)
         try:
-            content = _ArraysOnlyUnpickler(stream, str(path)).load()
+            unpickler = AllowListUnpickler(stream, str(path), numpy_globals(), "a landmark embedding", _EMBEDDING_HINT)
+            content = unpickler.load()
         except UnsafeFileError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:

@@ -25,9 +25,7 @@ makes it raise :class:`~fantasyid.errors.UnsafeFileError` before anything is con
 
 from __future__ import annotations
 
-import codecs
 import copyreg
-import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fantasyid.errors import CheckpointError, InputError, UnsafeFileError, WeightsNotFoundError, require
+from fantasyid.safe_pickle import AllowListUnpickler, numpy_globals
 
 torch = require("torch", "face", "the FLAME layer")
 nn = torch.nn
@@ -115,29 +114,8 @@ class _SparseCsr(_SparseMatrix):
     _format = "csr"
 
 
-def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
-    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1"); nothing else is allowed
-    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
-        raise UnsafeFileError(f"the file asks for an encoding other than latin-1 ({encoding!r})")
-    return codecs.encode(text, "latin1", errors)
-
-
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
-    return _reconstruct, scalar
-
-
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    reconstruct, scalar = _numpy_reconstruct()
-    allowed: dict[tuple[str, str], Any] = {}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
+    allowed = numpy_globals()
     allowed[("chumpy.ch", "Ch")] = _ChumpyArray
     for module in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
         allowed[(module, "csc_matrix")] = _SparseMatrix
@@ -149,30 +127,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         allowed[(module, "object")] = object
         allowed[(module, "set")] = set  # chumpy's _dirty_vars
         allowed[(module, "frozenset")] = frozenset
-    allowed[("_codecs", "encode")] = _latin1_encode
     return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals; the module of anything else is never imported."""
-
-    def __init__(self, stream: io.BufferedIOBase, source: str):
-        super().__init__(stream, encoding="latin1")  # Python 2 str → latin-1, as numpy's py2 arrays need
-        self._allowed = _allowed_globals()
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = self._allowed.get((module, name))
-        if found is None:
-            raise UnsafeFileError(
-                f"{self._source} refers to {module}.{name}, which a FLAME model file does not contain; "
-                "refusing to load it",
-                hint="use the original generic_model.pkl from the FLAME website",
-            )
-        return found
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeFileError(f"{self._source} uses persistent ids, which a FLAME model file does not contain")
 
 
 def _plain(value: Any) -> Any:
@@ -193,7 +148,10 @@ def safe_unpickle(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise WeightsNotFoundError(f"FLAME model not found: {path}", hint=_FLAME_HINT)
     with open(path, "rb") as stream:
         try:
-            content = _RestrictedUnpickler(stream, str(path)).load()
+            content = AllowListUnpickler(
+                stream, str(path), _allowed_globals(), "a FLAME model file",
+                hint="use the original generic_model.pkl from the FLAME website",
+            ).load()
         except UnsafeFileError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:

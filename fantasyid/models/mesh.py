@@ -17,7 +17,6 @@ torch is imported only inside :func:`sparse_to_torch`.
 from __future__ import annotations
 
 import codecs
-import importlib
 import math
 import os
 import pickle
@@ -29,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fantasyid.errors import CheckpointError, InputError, UnsafeFileError, WeightsNotFoundError, require
+from fantasyid.safe_pickle import AllowListUnpickler, numpy_globals
 
 if TYPE_CHECKING:
     import torch
@@ -286,18 +286,6 @@ def _numeric_array(value: Any, where: str) -> np.ndarray:
     return value
 
 
-def _numpy_global(submodule: str, name: str) -> Any:
-    """Resolve a numpy-internal global under either name: numpy>=2 renamed ``numpy.core`` to ``numpy._core``."""
-    for package in ("numpy._core", "numpy.core"):
-        try:
-            module = importlib.import_module(f"{package}.{submodule}")
-        except ImportError:
-            continue
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise UnsafeFileError(f"numpy global {submodule}.{name} is not available in this numpy version")
-
-
 def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """Protocol 0/1 stand-in for ``copyreg._reconstructor``, limited to our sparse records."""
     if not (isinstance(cls, type) and issubclass(cls, _SparseRecord)) or base is not object or state is not None:
@@ -325,48 +313,29 @@ _SPARSE_RECORDS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only what numpy arrays, numpy scalars/dtypes and scipy sparse matrices need.
-
-    Containers (list, dict, tuple, str, numbers) are built by opcodes and never reach :meth:`find_class`; every
-    other global (``os.system``, ``builtins.eval``, any custom class) raises :class:`UnsafeFileError` before it
-    can be called.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
-            return _numpy_global("multiarray", name)
-        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
-            return _numpy_global("numeric", name)
-        if module == "numpy" and name == "ndarray":
-            return np.ndarray
-        if module == "numpy" and name == "dtype":
-            return np.dtype
-        if module == "_codecs" and name == "encode":
-            # Python 3 writes bytes as _codecs.encode(str, "latin1") under protocols 0-2 (numpy's array data).
-            return codecs.encode
-        if module in _SPARSE_MODULES and name in _SPARSE_RECORDS:
-            return _SPARSE_RECORDS[name]
-        if module in ("copyreg", "copy_reg") and name == "_reconstructor":
-            return _safe_reconstructor
-        if module in ("builtins", "__builtin__") and name == "object":
-            return object
-        if module in ("builtins", "__builtin__") and name == "bytes":
-            return bytes  # Python 3 pickles empty byte strings as bytes(); constructing bytes runs no code
-        raise UnsafeFileError(
-            f"refusing to unpickle global '{module}.{name}': only numpy arrays and scipy sparse matrices are allowed",
-            hint="load only mesh files from a source you trust, or convert them to .npz",
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeFileError("refusing a pickle with persistent ids: only plain arrays and matrices are allowed")
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """numpy arrays and scalars, and record-only stand-ins for scipy's sparse matrices; nothing else."""
+    allowed = numpy_globals()
+    allowed[("_codecs", "encode")] = codecs.encode  # py3-written numpy data; decoding str → bytes runs no code
+    for module in _SPARSE_MODULES:
+        for name, record in _SPARSE_RECORDS.items():
+            allowed[(module, name)] = record
+    for module in ("copyreg", "copy_reg"):
+        allowed[(module, "_reconstructor")] = _safe_reconstructor
+    for module in ("builtins", "__builtin__"):
+        allowed[(module, "object")] = object
+        allowed[(module, "bytes")] = bytes  # Python 3 pickles empty byte strings as bytes(); runs no code
+    return allowed
 
 
 def _restricted_load(path: Path) -> Any:
     try:
         with path.open("rb") as handle:
             # transform.pkl was written under Python 2: its byte strings decode as latin-1.
-            return _RestrictedUnpickler(handle, encoding="latin1").load()
+            return AllowListUnpickler(
+                handle, str(path), _allowed_globals(), "a mesh hierarchy (numpy arrays and scipy sparse matrices)",
+                hint="load only mesh files from a source you trust, or convert them to .npz",
+            ).load()
     except UnsafeFileError:
         raise
     except (

@@ -52,7 +52,7 @@ def generate(
     download: Annotated[bool, typer.Option(help="Allow downloading the released checkpoint from the hub.")] = False,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
-    from fantasyid.generate import GenerateSettings, GenerationItem, generate_batch, read_prompt_file
+    from fantasyid.generate import GenerateSettings, GenerationItem, read_prompt_file
 
     if (prompts is None) == (ref is None and prompt is None):
         fail("give --ref and --prompt for one video, or --prompts FILE for a batch", code=2)
