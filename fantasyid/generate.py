@@ -304,8 +304,12 @@ def run_generation(
     deca: str | Path | None = None,
     download: bool = False,
     console=None,
+    loaded=None,
 ) -> BatchSummary:
-    """Load the pipeline once, then make every item (what ``fantasyid generate`` runs), with Rich progress bars."""
+    """Load the pipeline once, then make every item (what ``fantasyid generate`` runs), with Rich progress bars.
+
+    ``loaded`` (a :class:`~fantasyid.pipelines.loading.LoadedPipeline` of ``model``) skips loading it again.
+    """
     import PIL.Image
     import torch
     from rich.console import Console
@@ -316,12 +320,13 @@ def run_generation(
 
     console = console or Console(stderr=True)
     vertices = load_shape_file(shape) if shape is not None else None
-    with console.status(f"loading the {model} model…"):
-        loaded = load_pipeline(
-            model, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
-            mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
-            deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
-        )
+    if loaded is None:
+        with console.status(f"loading the {model} model…"):
+            loaded = load_pipeline(
+                model, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
+                mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
+                deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
+            )
     if loaded.info.get("random_weights"):
         console.print(f"[yellow]note:[/] {loaded.info['note']}")
     pipe = loaded.pipe

@@ -85,6 +85,8 @@ class EditShapeOutcome:
     source: str
     written: dict[str, Path] = field(default_factory=dict)  #: "shape", "mesh", "preview" → path
     notes: list[str] = field(default_factory=list)
+    #: the tiny pipeline loaded to read the photo, for ``--generate`` to reuse instead of loading it again
+    pipeline: Any = None
 
 
 @dataclass
@@ -92,6 +94,7 @@ class _Tools:
     editor: ShapeEditor
     deca_flame: Any = None  #: fantasyid.face.deca.DecaFlame, when a photo is read
     analyzer: Any = None  #: fantasyid.face.FaceAnalyzer, when a photo is read
+    pipeline: Any = None  #: fantasyid.pipelines.loading.LoadedPipeline, when one was loaded for the photo
 
 
 def _face_root(model: str, explicit: Path | None) -> Path | None:
@@ -134,7 +137,7 @@ def _build_tools(request: EditShapeRequest, model: str, device: str, need_photo:
             estimator = loaded.pipe.shape_estimator
             deca_flame, analyzer = estimator.deca_flame, loaded.pipe.face_analyzer
             notes.append("tiny model: DECA has random weights, so the shape read from the photo is arbitrary")
-            return _Tools(ShapeEditor(deca_flame.flame, landmarks=landmarks, **limits), deca_flame, analyzer)
+            return _Tools(ShapeEditor(deca_flame.flame, landmarks=landmarks, **limits), deca_flame, analyzer, loaded)
         flame = FlameLayer(synthetic_flame_model()).to(device)
         return _Tools(ShapeEditor(flame, landmarks=landmarks, **limits))
 
@@ -240,7 +243,7 @@ def run_edit_shape(request: EditShapeRequest) -> EditShapeOutcome:
 
     # 5. the files
     faces = tools.editor.faces
-    outcome = EditShapeOutcome(result, model, source, notes=notes)
+    outcome = EditShapeOutcome(result, model, source, notes=notes, pipeline=tools.pipeline)
     outcome.written["shape"] = save_shape_file(request.out, result, faces, model=model, source=source)
     if request.mesh is not None:
         outcome.written["mesh"] = export_mesh(request.mesh, result.after.vertices, faces)

@@ -13,7 +13,6 @@ runs evaluated on the same references and the same number of frames should be co
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fantasyid.errors import MissingDependencyError, WeightsNotFoundError, require
+from fantasyid.io import sha256_file
 
 #: Inception input size and feature width of the standard FID.
 INCEPTION_SIZE = 299
@@ -55,11 +55,7 @@ def inception_weights_path() -> Path:
 @lru_cache(maxsize=8)
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, hex (cached per path for the process)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -105,7 +105,9 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
             raise ConfigError(
                 "this pipeline has no face analyzer", hint="call pipe.set_face_tools(FaceAnalyzer(...), ...)"
             )
-        rgb = _to_rgb_array(image)
+        from ..face import load_image
+
+        rgb = load_image(image)  # RGB uint8 (H, W, 3) from a PIL image or an array of any common layout
         faces = self.face_analyzer.detect(rgb)
         if not faces:
             raise NoFaceError(
@@ -349,12 +351,3 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
             return (video, identity)
         return FantasyIDPipelineOutput(frames=video, identity=identity if use_identity else None)
 
-
-def _to_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
-    """An RGB uint8 ``(H, W, 3)`` array from a PIL image or an array."""
-    if isinstance(image, PIL.Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise InputError(f"expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}")
-    return array

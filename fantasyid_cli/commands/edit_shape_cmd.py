@@ -135,7 +135,7 @@ def edit_shape(
     item = GenerationItem(ref=ref, prompt=prompt, name=out.stem)
     summary = run_generation(
         [item], settings, folder, model=outcome.model, device=device, dtype=dtype, shape=out, face_pack=face_pack,
-        mesh=mesh_hierarchy, flame=flame, deca=deca, console=console,
+        mesh=mesh_hierarchy, flame=flame, deca=deca, console=console, loaded=outcome.pipeline,
     )
     for result in summary.results:
         if result.status == "failed":

@@ -15,12 +15,9 @@ runner = CliRunner()
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
-    import imageio.v2 as imageio
+    from fantasyid.io import write_video
 
-    writer = imageio.get_writer(str(path), fps=8, codec="libx264", quality=9, pixelformat="yuv420p")
-    for frame in frames:
-        writer.append_data(frame)
-    writer.close()
+    write_video(path, np.stack(frames), fps=8, quality=9)
 
 
 @pytest.fixture(scope="module")

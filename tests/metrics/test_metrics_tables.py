@@ -95,7 +95,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     target = atomic_write_text(tmp_path / "a.txt", "old")
 
     class Boom(Exception):
-        pass
+        """The writer's failure."""
 
     from fantasyid.metrics.tables import atomic_write
 
