@@ -5,7 +5,7 @@
 * :class:`IdentityTrack` (``identity``): RS and IFS from ArcFace embeddings
 * :class:`FaceFID`, :class:`InceptionFeatures` (``fid``): the standard FID Inception + torchmetrics' distance
 * :class:`FaceMotion`, :class:`FlowSettings` (``motion``): dense flow in the face region
-* :class:`FrameReader`, :func:`probe` (``video``): decoding
+* :class:`FrameReader`, :func:`probe` (``fantasyid.data.video``, shared with prep and train): decoding
 * :func:`write_outputs`, :func:`rich_table` (``tables``): the paper's tables as Markdown, LaTeX, CSV, JSON and a plot
 
 Importing this package is cheap: names load on first use, so torch and OpenCV are imported only when needed.
@@ -31,9 +31,9 @@ _EXPORTS = {
     "FaceMotion": "motion",
     "FlowSettings": "motion",
     "FLOW_METHODS": "motion",
-    "FrameReader": "video",
-    "VideoReadError": "video",
-    "probe": "video",
+    "FrameReader": "fantasyid.data.video",
+    "VideoReadError": "fantasyid.data.video",
+    "probe": "fantasyid.data.video",
     "write_outputs": "tables",
     "rich_table": "tables",
 }
@@ -67,7 +67,8 @@ def __getattr__(name: str) -> Any:
         module_name = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'fantasyid.metrics' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"fantasyid.metrics.{module_name}"), name)
+    module = module_name if module_name.startswith("fantasyid.") else f"fantasyid.metrics.{module_name}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -34,7 +34,7 @@ from fantasyid import __version__
 from fantasyid.errors import ConfigError, InputError, NoFaceError, WeightsNotFoundError
 from fantasyid.metrics.identity import IdentityTrack
 from fantasyid.metrics.motion import FaceMotion, FlowSettings
-from fantasyid.metrics.video import (
+from fantasyid.data.video import (
     VIDEO_EXTENSIONS,
     FrameReader,
     VideoReadError,

@@ -72,7 +72,7 @@ def _expected_fm(shift_px: float, face_root, frame: np.ndarray) -> float:
 
 
 def test_fm_matches_known_motion(identity_motion_eval, video_result, media, face_root):
-    from fantasyid.metrics.video import FrameReader
+    from fantasyid.data.video import FrameReader
 
     _, frame = next(iter(FrameReader(media / "move3.mp4", keep={0})))
     expected = _expected_fm(3, face_root, frame)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fantasyid.errors import InputError
-from fantasyid.metrics.video import FrameReader, VideoReadError, evenly_spaced, list_videos, probe
+from fantasyid.data.video import FrameReader, VideoReadError, evenly_spaced, list_videos, probe
 
 
 def test_evenly_spaced():
