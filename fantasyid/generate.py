@@ -217,8 +217,14 @@ def _csv_rows(path: Path, text: str):
         except StopIteration:
             return
         except csv.Error as exc:  # strict mode: a quote still open at the end of the file, text after a quote
+            if "unexpected end of data" in str(exc):
+                what = f"a quote opened on line {start} is never closed"
+            elif reader.reader.line_num > start:  # (DictReader.line_num is only updated after a good row)
+                what = f"a quote opened on line {start} runs on to line {reader.reader.line_num} ({exc})"
+            else:
+                what = str(exc)
             raise InputError(
-                f"{path.name}:{start}: malformed CSV in the row starting on line {start} ({exc})",
+                f"{path.name}:{start}: malformed CSV: {what}",
                 hint='a prompt with commas is written "a man, smiling", with "" for a quote inside it',
             ) from None
         end = reader.line_num

@@ -116,35 +116,40 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
+def _check_dir(path: Path, option: str, shown: Path, create: bool) -> None:
+    if path.exists() and not path.is_dir():
+        if shown == path:
+            raise InputError(f"{option} '{path}' is a file, not a folder", hint="give a folder (it is made if needed)")
+        raise InputError(f"{option} '{shown}' cannot be created: '{path}' is a file", hint="give another path")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise InputError(f"{option} '{shown}' cannot be created: '{existing}' is a file", hint="give another path")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"{option} '{shown}' cannot be created ({exc.strerror or exc})", hint="give a path you can write to"
+            ) from None
+        existing = path
+    _writable_dir(existing, option, str(shown))
+
+
 def check_output_dir(path: str | os.PathLike[str], option: str = "--out", create: bool = True) -> Path:
     """Check, before any slow work, that ``path`` is (or can become) a folder this process can write in.
 
     ``create`` makes it (and its parents). One-line :class:`InputError` for a path that is a file, under a file,
     cannot be created or is not writable."""
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{option} '{path}' is a file, not a folder", hint="give a folder (it is created if needed)")
-    existing = _nearest_existing(path)
-    if not existing.is_dir():
-        raise InputError(f"{option} '{path}' cannot be created: '{existing}' is a file", hint="give another folder")
-    if create:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(
-                f"{option} '{path}' cannot be created ({exc.strerror or exc})", hint="give a folder you can write to"
-            ) from None
-        existing = path
-    _writable_dir(existing, option, str(path))
+    _check_dir(path, option, path, create)
     return path
 
 
 def check_output_file(path: str | os.PathLike[str], option: str = "--out") -> Path:
-    """Check, before any slow work, that the file ``path`` can be written (its folder is created if needed): one-line
-    :class:`InputError` for a path that is a folder, an existing file that cannot be replaced, or a folder that cannot
-    be created or written in."""
+    """Check, before any slow work, that the file ``path`` can be written (its folder is made if needed): one-line
+    :class:`InputError` for a path that is a folder, or whose folder cannot be made or written in."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise InputError(f"{option} '{path}' is a folder, not a file", hint="give a file name")
-    check_output_dir(path.parent if str(path.parent) else Path("."), option, create=True)
+    _check_dir(path.parent, option, path, create=True)
     return path

@@ -75,7 +75,7 @@ def generate(
     ] = 600.0,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
-    from fantasyid.generate import GenerateSettings, GenerationItem, read_prompt_file
+    from fantasyid.generate import GenerateSettings, GenerationItem, output_stems, read_prompt_file
 
     if (prompts is None) == (ref is None and prompt is None):
         fail("give --ref and --prompt for one video, or --prompts FILE for a batch", code=2)
@@ -95,6 +95,7 @@ def generate(
         items, bad_rows = read_prompt_file(prompts)
     else:
         items, bad_rows = [GenerationItem(ref=ref, prompt=prompt)], []
+    output_stems(items, settings)  # two rows writing one file: an error before anything else
     if status:
         _show_status(items, settings, out, model, shape, chosen_shard, claim_timeout)
         return

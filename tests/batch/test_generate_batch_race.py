@@ -181,11 +181,14 @@ def test_two_real_tiny_processes_share_one_folder(tmp_path):
     for video in sorted(out.glob("*.mp4")):
         assert video_problem(video, 9, 64, 64) is None
 
-    status = subprocess.run(command() + ["--status"], capture_output=True, text=True, env=env, timeout=120)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "3 done, 0 claimed, 0 failed, 0 stale, 0 missing" in status.stdout
+    from typer.testing import CliRunner
 
-    changed = subprocess.run(command(3) + ["--status"], capture_output=True, text=True, env=env, timeout=120)
-    assert changed.returncode == 1
-    assert "0 done, 0 claimed, 0 failed, 3 stale, 0 missing" in changed.stdout
-    assert "steps 2 → 3" in changed.stdout
+    from fantasyid_cli.main import app
+
+    status = CliRunner().invoke(app, command()[3:] + ["--status"], env={"COLUMNS": "200"})
+    assert status.exit_code == 0, status.output
+    assert "3 done, 0 claimed, 0 failed, 0 stale, 0 missing" in status.output
+    changed = CliRunner().invoke(app, command(3)[3:] + ["--status"], env={"COLUMNS": "200"})
+    assert changed.exit_code == 1
+    assert "0 done, 0 claimed, 0 failed, 3 stale, 0 missing" in changed.output
+    assert "steps 2 → 3" in changed.output
