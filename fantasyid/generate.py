@@ -462,14 +462,30 @@ def _make_item(runner, item, seed, stem, settings, folder: BatchFolder, model_in
         try:
             frames, extra = runner(item, seed)
             seconds = time.perf_counter() - start
-            write_video(video, frames, fps=settings.fps)
-            write_json(sidecar, _sidecar(item, seed, settings, model_info, extra, video, seconds, request))
+            _write_checked_video(video, frames, settings)
+            data = _sidecar(item, seed, settings, model_info, extra, video, seconds, request)
+            write_json(sidecar, data | {"video_sha256": sha256_file(video)})  # reruns: an unchanged file is done
             folder.clear_failure(stem)
             return ItemResult(item, "done", video, sidecar, seconds=seconds, note=text)
         except FantasyIDError as exc:
             message = exc.message + (f" ({exc.hint})" if exc.hint else "")
             folder.record_failure(stem, message)
             return ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start, note=text)
+
+
+def _write_checked_video(video: Path, frames, settings: GenerateSettings) -> None:
+    """Write the mp4 and make sure it decodes to the frames asked for (else no file and an error)."""
+    from .batch.folder import video_problem
+
+    shape = tuple(getattr(frames, "shape", ()))  # (F, H, W, 3)
+    if shape[:3] != (settings.frames, settings.height, settings.width):
+        raise InputError(f"the model made frames of shape {shape}, not ({settings.frames}, {settings.height}, "
+                         f"{settings.width}, 3)", hint="a frame count or size the model cannot make as asked")  # fmt: skip
+    write_video(video, frames, fps=settings.fps)
+    problem = video_problem(video, settings.frames, settings.height, settings.width)
+    if problem:
+        video.unlink()
+        raise InputError(f"{video.name} was written but {problem}")
 
 
 def _failed_in_this_run(item, folder: BatchFolder, stem: str, run_start: float) -> ItemResult | None:
@@ -567,7 +583,7 @@ def run_generation(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .batch import local_rank, pick_gpu
+    from .batch import local_rank, pick_gpu, sigterm_as_interrupt
     from .face import load_image
     from .io import check_output_dir
     from .pipelines.loading import load_pipeline, load_shape_file
@@ -638,10 +654,11 @@ def run_generation(
                 console.print(f"[yellow]note:[/] {item.ref.name} has {identity.num_faces} faces; the largest was used")
             return result.frames[0], extra
 
-        summary = generate_batch(
-            runner, items, settings, out_dir, model_info,
-            on_item_end=lambda index, result: progress.advance(videos),
-            model=key, shard=shard, no_overwrite=no_overwrite, claim_timeout=claim_timeout, before_first=load,
-            on_note=lambda index, text: console.print(f"[yellow]note:[/] {text}", highlight=False, soft_wrap=True),
-        )
+        with sigterm_as_interrupt():  # a launcher stopping this process: the claim and partial files go too
+            summary = generate_batch(
+                runner, items, settings, out_dir, model_info,
+                on_item_end=lambda index, result: progress.advance(videos),
+                model=key, shard=shard, no_overwrite=no_overwrite, claim_timeout=claim_timeout, before_first=load,
+                on_note=lambda index, text: console.print(f"[yellow]note:[/] {text}", highlight=False, soft_wrap=True),
+            )
     return summary

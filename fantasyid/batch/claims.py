@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -23,7 +24,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_CLAIM_TIMEOUT", "ClaimInfo", "Claim", "try_claim", "read_claim", "claim_is_stale", "lock_path"]
+__all__ = [
+    "DEFAULT_CLAIM_TIMEOUT", "ClaimInfo", "Claim", "try_claim", "read_claim", "claim_is_stale", "lock_path",
+    "sigterm_as_interrupt",
+]  # fmt: skip
 
 #: Seconds without a heartbeat after which a claim from another host (or a hung process) is taken over.
 DEFAULT_CLAIM_TIMEOUT = 600.0
@@ -196,3 +200,22 @@ def _take_over(path: Path, stale: ClaimInfo, mine: ClaimInfo) -> bool:
         return _create(path, mine)
     finally:
         guard.unlink()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside the block, SIGTERM (torchrun stopping its workers, Slurm's time limit, ``kill``) raises
+    KeyboardInterrupt like Ctrl-C, so that the current item's claim is released and its partial files removed. Only
+    in the main thread (elsewhere signal handlers cannot be set: the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

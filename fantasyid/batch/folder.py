@@ -9,7 +9,8 @@ Layout of ``OUT/``::
 
 An item is *done* only when its sidecar's request equals the request made now (prompt, negative prompt, seed,
 reference hash, model, every generation setting) and its mp4 decodes to the expected number of frames at the
-expected size.
+expected size: checked by decoding it when it is written, and on later looks by its SHA-256 (recorded in the
+sidecar; a file that differs — truncated, replaced — is decoded again).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json
+from ..io import sha256_file, write_json
 from .claims import DEFAULT_CLAIM_TIMEOUT, Claim, ClaimInfo, claim_is_stale, lock_path, read_claim, try_claim
 
 __all__ = ["BatchFolder", "ItemCheck", "request_differences", "sidecar_request", "video_problem", "STATES"]
@@ -137,6 +138,8 @@ class BatchFolder:
             return ItemCheck("stale", "request changed: " + "; ".join(changed), changed)
         if not video.is_file():
             return ItemCheck("stale", f"{video.name} is missing")
+        if data.get("video_sha256") and data["video_sha256"] == sha256_file(video):
+            return ItemCheck("done")  # the very file that was decoded and checked when it was written
         problem = video_problem(video, frames, height, width)
         if problem:
             return ItemCheck("stale", f"{video.name} is broken: {problem}")

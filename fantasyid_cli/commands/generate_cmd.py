@@ -142,8 +142,8 @@ def _show_status(items, settings, out: Path, model: str, shape: Path | None, sha
     from fantasyid.batch import STATES
     from fantasyid.generate import batch_status, model_key
 
-    if not out.is_dir():
-        fail(f"--out '{out}' is not a folder: nothing was made there yet", "check the path", code=1)
+    if out.exists() and not out.is_dir():
+        fail(f"--out '{out}' is a file, not a folder", "give the batch's output folder")
     with err_console.status("checking every video…"):
         rows = batch_status(items, settings, out, model_key(model, shape), shard=shard, claim_timeout=claim_timeout)
     counts = {state: sum(row.check.state == state for row in rows) for state in STATES}

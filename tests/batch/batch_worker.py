@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fantasyid.batch import resolve_shard
+from fantasyid.batch import resolve_shard, sigterm_as_interrupt
 from fantasyid.errors import InputError
 from fantasyid.generate import GenerateSettings, generate_batch, read_prompt_file
 from fantasyid.io import atomic_path
@@ -68,7 +68,8 @@ def main() -> None:
             raise InputError(f"{item.name} cannot be made", hint="test failure")
         return frames_for(seed), {"worker": os.getpid()}
 
-    summary = generate_batch(runner, items, SETTINGS, args.out, MODEL_INFO, shard=shard, claim_timeout=60.0)
+    with sigterm_as_interrupt():
+        summary = generate_batch(runner, items, SETTINGS, args.out, MODEL_INFO, shard=shard, claim_timeout=60.0)
     json.dump({status: summary.count(status) for status in ("done", "skipped", "failed", "busy", "refused")},
               sys.stdout)  # fmt: skip
 

@@ -67,6 +67,17 @@ def _race(out: Path, procs: list[subprocess.Popen], go: Path) -> list[dict]:
     return summaries
 
 
+def _start_hanging(prompts, out, log, name: str) -> subprocess.Popen:
+    """A worker that stops in the middle of item ``name`` (its partial mp4 open), once it has got there."""
+    marker = out.parent / f"hanging-{name}"
+    proc = _start(prompts, out, log, "--hang", name, "--marker", str(marker))
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    return proc
+
+
 def _log(log: Path) -> list[tuple[str, int, int]]:
     return [(name, int(pid), int(shard)) for name, pid, shard in (line.split() for line in log.read_text().splitlines())]
 
@@ -123,12 +134,7 @@ def test_three_shards_from_the_launchers_environment(batch):
 
 def test_kill_minus_nine_mid_item_then_rerun(batch):
     prompts, out, log = batch
-    marker = out.parent / "hanging"
-    victim = _start(prompts, out, log, "--hang", "i05", "--marker", str(marker))
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[1]
-        time.sleep(0.05)
+    victim = _start_hanging(prompts, out, log, "i05")
     partials = list(out.glob(".i05.*.partial.mp4"))
     assert len(partials) == 1
 
@@ -192,3 +198,14 @@ def test_two_real_tiny_processes_share_one_folder(tmp_path):
     assert changed.exit_code == 1
     assert "0 done, 0 claimed, 0 failed, 3 stale, 0 missing" in changed.output
     assert "steps 2 → 3" in changed.output
+
+
+def test_sigterm_releases_the_claim_and_removes_the_partial_file(batch):
+    prompts, out, log = batch
+    worker = _start_hanging(prompts, out, log, "i02")
+    assert list(out.glob(".i02.*.partial.mp4")) and (out / ".fantasyid" / "claims" / "i02.lock").exists()
+    worker.terminate()  # what torchrun does to the other workers when one fails, and Slurm at its time limit
+    _, stderr = worker.communicate(timeout=30)
+    assert "KeyboardInterrupt" in stderr
+    assert not list(out.glob(".i02.*.partial*")) and not (out / ".fantasyid" / "claims" / "i02.lock").exists()
+    _assert_all_made(out, ["i00", "i01"])

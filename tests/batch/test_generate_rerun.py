@@ -221,3 +221,28 @@ def test_request_holds_everything_that_changes_a_video(ref):
     assert request["negative_prompt"] == "blurry" and request["seed"] == 3
     assert request["model"] == {"model": "tiny", "shape_sha256": None, "variant": "paper"}
     assert set(request["settings"]) == {"steps", "guidance", "frames", "height", "width", "fps"}
+
+
+def test_frames_of_the_wrong_count_fail_the_item_and_leave_no_file(ref, tmp_path):
+    def eight_frames(item, seed):  # what CogVideoX's VAE makes of --frames 5
+        return np.zeros((8, SETTINGS.height, SETTINGS.width, 3), np.uint8), {}
+
+    out = tmp_path / "out"
+    summary = generate_batch(eight_frames, _items(ref, "a"), SETTINGS, out, MODEL)
+    assert summary.failed == 1 and "shape (8, 32, 32, 3), not (9, 32, 32, 3)" in summary.results[0].error
+    assert not (out / "a.mp4").exists() and not (out / "a.json").exists()
+
+
+def test_sidecar_records_the_video_hash_and_an_unchanged_file_is_not_decoded_again(ref, tmp_path, monkeypatch):
+    import fantasyid.batch.folder as folder
+
+    out = tmp_path / "out"
+    _run(_items(ref, "a"), out)
+    assert len(json.loads((out / "a.json").read_text())["video_sha256"]) == 64
+    decoded = []
+    monkeypatch.setattr(folder, "video_problem", lambda *args: decoded.append(args) or None)
+    summary, calls, _ = _run(_items(ref, "a"), out)
+    assert (summary.skipped, calls, decoded) == (1, [], [])
+    (out / "a.mp4").write_bytes((out / "a.mp4").read_bytes() + b"\0")  # another file: decoded again
+    _run(_items(ref, "a"), out)
+    assert len(decoded) == 1
