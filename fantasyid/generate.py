@@ -379,10 +379,10 @@ def generate_batch(
     nothing); what it raises stops the batch. Ctrl-C stops the batch; what was finished stays finished and the
     interrupted item leaves nothing behind.
     """
+    stems = output_stems(items, settings)  # duplicate names: an error before anything runs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = BatchFolder(out_dir, claim_timeout)
-    stems = output_stems(items, settings)  # duplicate names: an error before anything runs
     shard = shard or Shard()
     model = model if model is not None else _default_model_key(model_info)
     summary = BatchSummary(shard=shard)

@@ -66,7 +66,8 @@ def generate(
     deca: Deca = None,
     download: Annotated[bool, typer.Option(help="Allow downloading the released checkpoint from the hub.")] = False,
     shard: Annotated[
-        int | None, typer.Option(help="Make only shard I of --num-shards (items I, I+N, …) [default: from the launcher].")
+        int | None,
+        typer.Option(help="Make only shard I of --num-shards (items I, I+N, …); default: from the launcher's RANK etc."),
     ] = None,
     num_shards: Annotated[int | None, typer.Option(help="Number of shards the batch is split into.")] = None,
     status: Annotated[

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +204,12 @@ def test_status_names_every_state(ref, tmp_path):
     assert states["stale"][0] == "stale" and "prompt" in states["stale"][1]
     assert states["claimed"][0] == "claimed" and str(__import__("os").getpid()) in states["claimed"][1]
     assert states["missing"] == ("missing", "")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = BatchFolder(out).claims_dir / "missing.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "started": 0, "token": "t"}))
+    (row,) = batch_status(items[3:4], SETTINGS, out, model_key("test"))
+    assert row.check.state == "missing" and f"abandoned claim: process {dead.pid} on this host is gone" in row.check.detail
     assert states["gone"] == ("failed", "the reference image does not exist")
     assert not list(out.glob("missing*")), "--status writes nothing"
 
