@@ -103,7 +103,7 @@ def generate(
         items, bad_rows = [GenerationItem(ref=ref, prompt=prompt)], []
     output_stems(items, settings)  # two rows writing one file: an error before anything else
     if status:
-        _show_status(items, settings, out, model, shape, chosen_shard, claim_timeout)
+        _show_status(items, settings, out, model, shape, chosen_shard, claim_timeout, variant)
         return
     check_output_dir(out)
     for message in bad_rows:
@@ -141,7 +141,9 @@ def generate(
         raise typer.Exit(1)
 
 
-def _show_status(items, settings, out: Path, model: str, shape: Path | None, shard, claim_timeout: float) -> None:
+def _show_status(
+    items, settings, out: Path, model: str, shape: Path | None, shard, claim_timeout: float, variant: str | None = None
+) -> None:
     """``--status``: every item's state, merged over all processes; exit 0 only when every item is done."""
     from rich.table import Table
 
@@ -151,7 +153,7 @@ def _show_status(items, settings, out: Path, model: str, shape: Path | None, sha
     if out.exists() and not out.is_dir():
         fail(f"--out '{out}' is a file, not a folder", "give the batch's output folder")
     with err_console.status("checking every video…"):
-        rows = batch_status(items, settings, out, model_key(model, shape), shard=shard, claim_timeout=claim_timeout)
+        rows = batch_status(items, settings, out, model_key(model, shape, variant=variant), shard=shard, claim_timeout=claim_timeout)
     counts = {state: sum(row.check.state == state for row in rows) for state in STATES}
     table = Table(title=f"{out}: {len(rows)} items" + (f" ({shard})" if shard.count > 1 else ""))
     for column in ("item", "line", "state", "detail"):
