@@ -47,6 +47,8 @@ class GenerateSettings:
     fps: int = 8
     seed: int = 42  #: default seed of items that give none
     negative_prompt: str = ""
+    cache: str | None = None  #: diffusers cache hook, e.g. "fbc:threshold=0.05" (fantasyid.pipelines.acceleration)
+    compile: bool = False  #: torch.compile the transformer blocks
 
     @classmethod
     def for_model(
@@ -79,6 +81,13 @@ class GenerateSettings:
             raise InputError(f"--height/--width must be positive multiples of 16, got {self.height}×{self.width}")
         if self.fps < 1:
             raise InputError(f"--fps must be ≥ 1, got {self.fps}")
+        if self.cache:  # normalised: every option written out, so the sidecar records the exact settings
+            from .pipelines.acceleration import CacheSpec
+
+            spec = CacheSpec.parse(self.cache)
+            if spec.method == "fastercache" and self.guidance <= 1:
+                raise InputError("--cache fastercache approximates the unconditional CFG half: it needs --guidance > 1")
+            self.cache = str(spec)
 
 
 @dataclass
@@ -280,7 +289,8 @@ def _sidecar(item, seed, settings, model_info, extra, video: Path, seconds: floa
         "ref_sha256": sha256_file(item.ref),
         "model": model_info,
         "settings": asdict(settings),
-        "identity": extra,
+        "identity": {k: v for k, v in extra.items() if k != "acceleration"},
+        "acceleration": extra.get("acceleration"),  # cache/compile settings and what the cache skipped
         "seconds": round(seconds, 3),
         "fantasyid_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -316,6 +326,7 @@ def run_generation(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .face import load_image
+    from .pipelines.acceleration import describe_skips
     from .pipelines.loading import load_pipeline, load_shape_file
 
     console = console or Console(stderr=True)
@@ -331,6 +342,10 @@ def run_generation(
         console.print(f"[yellow]note:[/] {loaded.info['note']}")
     pipe = loaded.pipe
     pipe.set_progress_bar_config(disable=True)
+    if settings.cache or settings.compile:
+        from .pipelines.acceleration import accelerate
+
+        accelerate(pipe, cache=settings.cache, compile=settings.compile)
     model_info = dict(loaded.info)
     if shape is not None:
         model_info["shape_file"] = str(Path(shape).resolve())
@@ -371,6 +386,11 @@ def run_generation(
             }
             if identity.num_faces > 1:
                 console.print(f"[yellow]note:[/] {item.ref.name} has {identity.num_faces} faces; the largest was used")
+            if result.acceleration is not None:
+                extra["acceleration"] = result.acceleration
+                skipped = result.acceleration.get("skipped")
+                if skipped:
+                    console.print(f"cache {settings.cache.split(':')[0]}: {describe_skips(skipped)} ({item.ref.name})")
             return result.frames[0], extra
 
         summary = generate_batch(

@@ -21,6 +21,8 @@ Examples:
 
   fantasyid generate --ref me.png --prompt "…" --shape edited.npz   # use an edited 3D face
 
+  fantasyid generate --ref me.png --prompt "…" --cache fbc:threshold=0.1 --compile   # faster, approximate
+
 Re-running a batch skips finished videos. --model tiny runs every component at toy size with random weights on a
 CPU in seconds (real face detection): a dry run, not a real video.
 """
@@ -50,6 +52,15 @@ def generate(
     flame: Flame = None,
     deca: Deca = None,
     download: Annotated[bool, typer.Option(help="Allow downloading the released checkpoint from the hub.")] = False,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Skip work across denoising steps with a diffusers cache: fbc (First-Block Cache), pab (Pyramid "
+            "Attention Broadcast), fastercache, taylorseer; options as NAME:key=value,… (ranges LOW..HIGH). "
+            "Approximate: the video changes; the sidecar records the settings and what was skipped.",
+        ),
+    ] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the transformer blocks (slow first video).")] = False,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
     from fantasyid.generate import GenerateSettings, GenerationItem, read_prompt_file
@@ -60,7 +71,8 @@ def generate(
         fail("one video needs both --ref and --prompt", code=2)
 
     settings = GenerateSettings.for_model(
-        model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed
+        model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed,
+        cache=cache, compile=compile,
     )
     if prompts is not None:
         items, bad_rows = read_prompt_file(prompts)
