@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CACHE_METHODS", "CacheSpec", "Acceleration", "accelerate", "describe_skips"]
+__all__ = ["CACHE_METHODS", "CacheSpec", "Acceleration", "accelerate", "describe_skips", "remove_cache"]
 
 #: method → (diffusers config class, our defaults, one-line description)
 CACHE_METHODS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -269,6 +269,23 @@ def accelerate(pipe, cache: CacheSpec | str | None = None, compile: bool = False
         transformer.compile_repeated_blocks(**(compile_kwargs or {}))
     pipe.acceleration = acceleration
     return acceleration
+
+
+def remove_cache(pipe) -> None:
+    """Undo :func:`accelerate`'s cache (diffusers' hooks and our counters): the transformer computes every call
+    again. Compiled blocks stay compiled."""
+    from diffusers.hooks import HookRegistry
+
+    acceleration = pipe.acceleration
+    if acceleration is None or acceleration.cache is None:
+        return
+    transformer = pipe.transformer
+    transformer.disable_cache()
+    registry = HookRegistry.check_if_exists_or_initialize(transformer)
+    for name in ("fantasyid_count_ran", "fantasyid_count_called"):
+        registry.remove_hook(name, recurse=True)
+    registry.invalidate_child_registries_cache()
+    pipe.acceleration = Acceleration(None, True, transformer) if acceleration.compiled else None
 
 
 def describe_skips(skipped: dict[str, int]) -> str:
