@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import sys
 import time
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,6 +47,7 @@ from fantasyid.pipelines import tiny  # noqa: E402
 GIB = 1024**3
 PROJECTED_STEPS = 50
 CACHES = ("fbc", "pab", "fastercache", "taylorseer")
+NEEDED = ("diffusers", "transformers", "accelerate", "safetensors", "PIL")  # PIL: Pillow, a diffusers dependency
 
 
 @dataclass
@@ -305,7 +306,9 @@ def build_pipeline(size: Size, device, text_encoder: bool):
     return pipe
 
 
-def first_frame(size: Size) -> PIL.Image.Image:
+def first_frame(size: Size):
+    import PIL.Image
+
     rng = np.random.default_rng(0)
     return PIL.Image.fromarray((rng.random((size.height, size.width, 3)) * 255).astype(np.uint8))
 
@@ -485,6 +488,11 @@ def main(argv=None) -> int:
     if args.size == "full" and device.type != "cuda":
         print("error: the full-size models need a CUDA GPU (~12 B parameters in bf16); "
               "use --size tiny --device cpu to run the same code at toy size", file=sys.stderr)
+        return 1
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} not installed here; benchmarks/README.md says how to carry them to a "
+              "machine without network (pip download --no-deps -d wheels/ …)", file=sys.stderr)
         return 1
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA GPU is visible to PyTorch here; use --size tiny --device cpu to run the same code on "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fantasyid.errors import InputError
-from fantasyid.pipelines.acceleration import CacheSpec, accelerate, describe_skips
+from fantasyid.pipelines.acceleration import CacheSpec, accelerate, describe_skips, remove_cache
 from fantasyid.pipelines.pipeline_fantasyid import FantasyIDPipeline
 from fantasyid.pipelines.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, build_tiny_components
 
@@ -117,6 +117,10 @@ def test_pyramid_attention_broadcast_skips_per_schedule(uncached):
     assert out.acceleration["skipped"]["attention_skipped"] == expected * blocks
     assert out.acceleration["cache"]["spatial_attention_block_skip_range"] == 3
     assert not torch.equal(out.frames, uncached)
+    remove_cache(pipe)  # back to the plain model, ready for another cache
+    plain = _run(pipe)
+    assert torch.equal(plain.frames, uncached) and plain.acceleration is None
+    accelerate(pipe, cache="taylorseer")
 
 
 def test_fastercache_skips_unconditional_halves(uncached):
