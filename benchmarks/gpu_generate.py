@@ -74,7 +74,7 @@ def full_size() -> Size:
     base = {k: v for k, v in transformer_config("released").items() if not k.startswith("identity_")}
     return Size(
         "full", 49, 480, 720, torch.bfloat16,
-        transformer={"cogvideox": base, "released": transformer_config("released"), "paper": transformer_config("paper")},
+        transformer={"cogvideox": base, **{name: transformer_config(name) for name in ("released", "paper")}},
         encoder={"cogvideox": None, "released": identity_encoder_config("released"),
                  "paper": identity_encoder_config("paper")},
         text_encoder=t5, vae={"scaling_factor": 0.7},
@@ -97,7 +97,8 @@ def tiny_size() -> Size:
 def materialise(factory, device: torch.device, dtype: torch.dtype, seed: int):
     """Build ``factory()`` with its parameters on ``meta``, then allocate them on ``device`` in ``dtype`` and fill
     them randomly there: each module's own ``reset_parameters``; parameters of modules without one get 1 (1-D
-    weights, i.e. norm gains), 0 (other 1-D) or N(0, 0.02). Buffers (positional tables, …) keep their computed values."""
+    weights, i.e. norm gains), 0 (other 1-D) or N(0, 0.02). Buffers (positional tables, …) keep their computed
+    values."""
     from accelerate import init_empty_weights
 
     with init_empty_weights(include_buffers=False):
@@ -255,41 +256,45 @@ def identity_branch(size: Size, name: str, transformer, device, warmup: int, rep
     with torch.no_grad():
         seconds, _ = timed(branch, device, warmup, repeat)
         cache = branch()
-    del encoder
-    free()
     return seconds, note, cache
+
+
+def model_row(size: Size, name: str, device, args) -> tuple[dict, object]:
+    """One row of table 1 and the model's identity cache; the model is gone when this returns."""
+    transformer = build_transformer(size, name, device)
+    latents, text, timestep, rope = backbone_inputs(size, size.transformer[name], device)
+    once, note, cache = (0.0, "–", None)
+    if name != "cogvideox":
+        once, note, cache = identity_branch(size, name, transformer, device, 1, args.repeat)
+        free()  # the identity encoder
+    extra = {} if cache is None else {"identity_cache": cache}
+    with torch.no_grad():
+        step, peak = timed(lambda: transformer(latents, text, timestep, image_rotary_emb=rope, **extra),
+                           device, args.warmup, args.repeat)
+    row = {
+        "model": "CogVideoX-5B-I2V" if name == "cogvideox" else f"FantasyID ({name})",
+        "params_m": sum(p.numel() for p in transformer.parameters()) / 1e6,
+        "step_s": step, "identity_once_s": once, "identity_note": note, "peak_gib": peak,
+        "denoise_50_s": once + PROJECTED_STEPS * step,
+    }
+    return row, cache
 
 
 def model_rows(size: Size, names, device, args) -> tuple[list[dict], dict]:
     """Table 1; also returns the released model's step time and identity cache (reused by tables 2 and 3)."""
     rows, kept = [], {}
     for name in names:
-        transformer = build_transformer(size, name, device)
-        config = size.transformer[name]
-        latents, text, timestep, rope = backbone_inputs(size, config, device)
-        once, note, cache = (0.0, "–", None)
-        if name != "cogvideox":
-            once, note, cache = identity_branch(size, name, transformer, device, 1, args.repeat)
-        extra = {} if cache is None else {"identity_cache": cache}
-        with torch.no_grad():
-            step, peak = timed(lambda: transformer(latents, text, timestep, image_rotary_emb=rope, **extra),
-                               device, args.warmup, args.repeat)
-        rows.append({
-            "model": "CogVideoX-5B-I2V" if name == "cogvideox" else f"FantasyID ({name})",
-            "params_m": sum(p.numel() for p in transformer.parameters()) / 1e6,
-            "step_s": step, "identity_once_s": once, "identity_note": note, "peak_gib": peak,
-            "denoise_50_s": once + PROJECTED_STEPS * step,
-        })
-        if name == "released":
-            kept = {"step_s": step, "identity_once_s": once, "identity_cache": cache}
-        del transformer, latents, text, rope, extra
+        row, cache = model_row(size, name, device, args)
         free()
+        rows.append(row)
+        if name == "released":
+            kept = {"step_s": row["step_s"], "identity_once_s": row["identity_once_s"], "identity_cache": cache}
     return rows, kept
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
 def build_pipeline(size: Size, device, text_encoder: bool):
-    """FantasyIDPipeline with the released transformer; T5 only when ``text_encoder`` (else prompts come as embeddings)."""
+    """FantasyIDPipeline with the released transformer; T5 only with ``text_encoder`` (else prompts come embedded)."""
     from diffusers import AutoencoderKLCogVideoX
     from transformers import T5Config, T5EncoderModel
 
@@ -420,8 +425,8 @@ def print_tables(size: Size, device, models, caches, pipelines, steps: int) -> N
     import diffusers
 
     print(f"{where} · torch {torch.__version__} · diffusers {diffusers.__version__} · {size.name} size · "
-          f"{str(size.dtype).replace('torch.', '')} · PyTorch SDPA · {size.frames}×{size.height}×{size.width}, CFG batch 2"
-          " · random weights\n")
+          f"{str(size.dtype).replace('torch.', '')} · PyTorch SDPA · {size.frames}×{size.height}×{size.width}, "
+          "CFG batch 2 · random weights\n")
     print("| model | params (M) | s / step | steps / s | identity branch, once (s) | peak GPU GiB, transformer "
           f"| {PROJECTED_STEPS} steps + identity (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -435,8 +440,8 @@ def print_tables(size: Size, device, models, caches, pipelines, steps: int) -> N
         print("| setting | s / step | steps / s | speed-up | skipped | max abs Δ latents | rel. L2 Δ latents |")
         print("|---|---:|---:|---:|---|---:|---:|")
         for r in caches:
-            print(f"| {r['setting']} | {r['step_s']:.3f} | {1 / r['step_s']:.2f} | {r['speedup']:.2f}× | {r['skipped']} "
-                  f"| {r['max_abs']:.3g} | {r['rel_l2']:.3g} |")
+            print(f"| {r['setting']} | {r['step_s']:.3f} | {1 / r['step_s']:.2f} | {r['speedup']:.2f}× "
+                  f"| {r['skipped']} | {r['max_abs']:.3g} | {r['rel_l2']:.3g} |")
         print(f"\nLatents RMS of the uncached run: {caches[0]['latents_rms']:.3g}. Cache settings (--cache of "
               "fantasyid generate): " + "; ".join(r["options"] for r in caches if "options" in r) + ".")
     if pipelines:

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from diffusers.utils import apply_lora_scale
 from torch import nn
 

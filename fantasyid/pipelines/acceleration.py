@@ -34,7 +34,11 @@ __all__ = ["CACHE_METHODS", "CacheSpec", "Acceleration", "accelerate", "describe
 
 #: method → (diffusers config class, our defaults, one-line description)
 CACHE_METHODS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "fbc": ("FirstBlockCacheConfig", {"threshold": 0.05}, "First-Block Cache (skips blocks 1…L-1 when block 0 barely changes)"),
+    "fbc": (
+        "FirstBlockCacheConfig",
+        {"threshold": 0.05},
+        "First-Block Cache (skips blocks 1…L-1 when block 0 barely changes)",
+    ),
     "pab": (
         "PyramidAttentionBroadcastConfig",
         {"spatial_attention_block_skip_range": 2, "spatial_attention_timestep_skip_range": (100, 800)},
@@ -248,19 +252,20 @@ def accelerate(pipe, cache: CacheSpec | str | None = None, compile: bool = False
 
         _register_block_metadata()
         counter = acceleration.counter
-        modules = [(f"transformer_blocks.{i}", "blocks", block) for i, block in enumerate(transformer.transformer_blocks)]
-        modules += [(f"{name}.attn1", "attention", block.attn1) for name, _, block in modules]
+        blocks = list(transformer.transformer_blocks)
+        modules = [("blocks", block) for block in blocks] + [("attention", block.attn1) for block in blocks]
         # inner hooks first: a cache hook registered later wraps them, so they count only the calls that ran
         HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
             counter.hook("transformer_ran", batch_of="hidden_states"), "fantasyid_count_ran"
         )
-        for _, kind, module in modules:
-            HookRegistry.check_if_exists_or_initialize(module).register_hook(counter.hook(f"{kind}_ran"), "fantasyid_count_ran")
+        for kind, module in modules:
+            registry = HookRegistry.check_if_exists_or_initialize(module)
+            registry.register_hook(counter.hook(f"{kind}_ran"), "fantasyid_count_ran")
         transformer.enable_cache(cache.diffusers_config(lambda: pipe.current_timestep))
         HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
             counter.hook("transformer_calls"), "fantasyid_count_called"
         )
-        for _, kind, module in modules:
+        for kind, module in modules:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(
                 counter.hook(f"{kind}_called"), "fantasyid_count_called"
             )

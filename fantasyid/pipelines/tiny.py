@@ -15,8 +15,8 @@ import torch
 from ..models.configs import identity_encoder_config, tiny_mesh_hierarchy, transformer_config
 
 __all__ = [
-    "TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "cogvideox_scheduler", "tiny_text_encoder_config", "tiny_tokenizer",
-    "tiny_transformer_config", "tiny_vae_config",
+    "TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "cogvideox_scheduler",
+    "tiny_text_encoder_config", "tiny_tokenizer", "tiny_transformer_config", "tiny_vae_config",
 ]
 
 TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES = 64, 64, 9
@@ -101,7 +101,8 @@ def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: st
     tokenizer = tiny_tokenizer()
 
     torch.manual_seed(seed)
-    text_encoder = T5EncoderModel(T5Config(**tiny_text_encoder_config(len(tokenizer), t_config["text_embed_dim"]))).eval()
+    t5_config = T5Config(**tiny_text_encoder_config(len(tokenizer), t_config["text_embed_dim"]))
+    text_encoder = T5EncoderModel(t5_config).eval()
     vae = AutoencoderKLCogVideoX(**tiny_vae_config(t_config["in_channels"] // 2)).eval()
     transformer = FantasyIDTransformer3DModel(**t_config).eval()
     components = {

@@ -78,7 +78,8 @@ def test_first_block_cache_counts_and_resets(uncached):
     assert skipped["transformer_calls"] == STEPS
     assert skipped["transformer_calls_skipped"] == STEPS - 1
     assert skipped["blocks_skipped"] == (STEPS - 1) * (len(always.transformer.transformer_blocks) - 1)
-    assert first.acceleration["cache"] == {"method": "fbc", "diffusers_config": "FirstBlockCacheConfig", "threshold": 1e9}
+    assert first.acceleration["cache"] == {
+        "method": "fbc", "diffusers_config": "FirstBlockCacheConfig", "threshold": 1e9}
     assert not torch.equal(first.frames, uncached)
     # a second video starts from a clean cache: same seed, same result, same counts
     assert torch.equal(first.frames, second.frames) and second.acceleration == first.acceleration
@@ -144,7 +145,8 @@ def test_taylorseer_predicts_between_full_steps():
 
 
 def test_cache_specs_are_checked():
-    assert str(CacheSpec.parse("PAB")) == "pab:spatial_attention_block_skip_range=2,spatial_attention_timestep_skip_range=100..800"
+    assert str(CacheSpec.parse("PAB")) == (
+        "pab:spatial_attention_block_skip_range=2,spatial_attention_timestep_skip_range=100..800")
     assert CacheSpec.parse("pab:spatial_attention_timestep_skip_range=50..900").options[
         "spatial_attention_timestep_skip_range"] == (50, 900)
     for bad, says in [("magcache", "unknown cache"), ("fbc:thresh=1", "unknown option"), ("fbc:threshold",
