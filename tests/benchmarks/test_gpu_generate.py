@@ -75,17 +75,18 @@ def test_refusals_are_one_line(bench, capsys, monkeypatch, args, says):
 
 
 def test_runs_without_the_packages_the_gpu_machine_lacks(tmp_path):
-    """Same code in a fresh interpreter where timm, insightface, OpenCV, rich, … cannot be imported: it runs, and
+    """``--quick`` in a fresh interpreter where timm, insightface, OpenCV, rich, … cannot be imported: it runs, and
     the identity row says the encoder was left out."""
     guard = "import sys\nfor name in %r:\n    sys.modules[name] = None\n" % (NOT_ON_THE_GPU_MACHINE,)
-    run = guard + (f"sys.argv = [{str(SCRIPT)!r}, '--size', 'tiny', '--device', 'cpu', '--models', 'released', "
-                   "'--caches', 'fbc', '--cache-steps', '3', '--no-compile', '--no-pipeline', '--repeat', '1', "
-                   "'--warmup', '0']\nimport runpy\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+    run = guard + (f"sys.argv = [{str(SCRIPT)!r}, '--size', 'tiny', '--device', 'cpu', '--quick']\n"
+                   "import runpy\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env, timeout=600,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| FantasyID (released) |" in result.stdout
+    assert [r[0] for r in _rows(result.stdout, "| model |")] == ["FantasyID (released)"]  # --quick
+    assert [r[0] for r in _rows(result.stdout, "| setting |")] == ["none", "fbc"]
+    assert [(r[0], r[1]) for r in _rows(result.stdout, "| model CPU offload |")] == [("off", "on")]
     assert "keys/values only; identity encoder not timed: timm is not installed" in result.stdout
 
 
