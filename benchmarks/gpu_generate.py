@@ -427,6 +427,9 @@ def print_tables(size: Size, device, models, caches, pipelines, steps: int) -> N
     print(f"{where} · torch {torch.__version__} · diffusers {diffusers.__version__} · {size.name} size · "
           f"{str(size.dtype).replace('torch.', '')} · PyTorch SDPA · {size.frames}×{size.height}×{size.width}, "
           "CFG batch 2 · random weights\n")
+    if size.name == "tiny":
+        print("Toy size: each row runs that model's code with tiny widths and depths; the numbers say nothing about "
+              "the real models.\n")
     print("| model | params (M) | s / step | steps / s | identity branch, once (s) | peak GPU GiB, transformer "
           f"| {PROJECTED_STEPS} steps + identity (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
