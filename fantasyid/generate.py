@@ -58,6 +58,8 @@ class GenerateSettings:
     fps: int = 8
     seed: int = 42  #: default seed of items that give none
     negative_prompt: str = ""
+    cache: str | None = None  #: diffusers cache hook, e.g. "fbc:threshold=0.05" (fantasyid.pipelines.acceleration)
+    compile: bool = False  #: torch.compile the transformer blocks
 
     @classmethod
     def for_model(
@@ -99,6 +101,13 @@ class GenerateSettings:
             raise InputError(f"--height/--width must be positive multiples of 16, got {self.height}×{self.width}")
         if self.fps < 1:
             raise InputError(f"--fps must be ≥ 1, got {self.fps}")
+        if self.cache:  # normalised: every option written out, so the sidecar records the exact settings
+            from .pipelines.acceleration import CacheSpec
+
+            spec = CacheSpec.parse(self.cache)
+            if spec.method == "fastercache" and self.guidance <= 1:
+                raise InputError("--cache fastercache approximates the unconditional CFG half: it needs --guidance > 1")
+            self.cache = str(spec)
 
     def warnings(self) -> list[str]:
         """Settings that run but are probably not what was meant."""
@@ -509,7 +518,8 @@ def _sidecar(item, seed, settings, model_info, extra, video: Path, seconds: floa
         "model": model_info,
         "settings": asdict(settings),
         "request": request,
-        "identity": extra,
+        "identity": {k: v for k, v in extra.items() if k != "acceleration"},
+        "acceleration": extra.get("acceleration"),  # cache/compile settings and what the cache skipped
         "seconds": round(seconds, 3),
         "fantasyid_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -588,6 +598,7 @@ def run_generation(
     from .face import load_image
     from .face.shape import check_shape_mode, load_shape_file
     from .io import check_output_dir
+    from .pipelines.acceleration import describe_skips
     from .pipelines.loading import load_pipeline
 
     console = console or Console(stderr=True)
@@ -622,6 +633,10 @@ def run_generation(
             if info.get("random_weights"):
                 console.print(f"[yellow]note:[/] {info['note']}")
             state["loaded"].pipe.set_progress_bar_config(disable=True)
+            if settings.cache or settings.compile:
+                from .pipelines.acceleration import accelerate
+
+                accelerate(state["loaded"].pipe, cache=settings.cache, compile=settings.compile)
             model_info.update(info)
             if shape is not None:
                 model_info["shape_file"] = str(Path(shape).resolve())
@@ -656,6 +671,11 @@ def run_generation(
             }
             if identity.num_faces > 1:
                 console.print(f"[yellow]note:[/] {item.ref.name} has {identity.num_faces} faces; the largest was used")
+            if result.acceleration is not None:
+                extra["acceleration"] = result.acceleration
+                skipped = result.acceleration.get("skipped")
+                if skipped:
+                    console.print(f"cache {settings.cache.split(':')[0]}: {describe_skips(skipped)} ({item.ref.name})")
             return result.frames[0], extra
 
         with sigterm_as_interrupt():  # a launcher stopping this process: the claim and partial files go too

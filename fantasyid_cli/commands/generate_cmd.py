@@ -27,6 +27,8 @@ Examples:
 
   fantasyid generate --prompts batch.csv --out runs/exp1 --shard 2 --num-shards 4   # this process: shard 2 of 4
 
+  fantasyid generate --ref me.png --prompt "…" --cache fbc:threshold=0.1 --compile   # faster, approximate
+
 Re-running a batch skips the videos already made for the same request (prompt, seed, reference, model, settings)
 and remakes, saying why, those whose request changed (--no-overwrite keeps them and fails instead). Any number of
 processes may write into one --out: each video is claimed first (a lock file in OUT/.fantasyid/claims). --shard and
@@ -79,6 +81,15 @@ def generate(
     claim_timeout: Annotated[
         float, typer.Option(help="Seconds without a heartbeat after which another process's claim is taken over.")
     ] = 600.0,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Skip work across denoising steps with a diffusers cache: fbc (First-Block Cache), pab (Pyramid "
+            "Attention Broadcast), fastercache, taylorseer; options as NAME:key=value,… (ranges LOW..HIGH). "
+            "Approximate: the video changes; the sidecar records the settings and what was skipped.",
+        ),
+    ] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the transformer blocks (slow first video).")] = False,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
     from fantasyid.generate import GenerateSettings, GenerationItem, output_stems, read_prompt_file
@@ -92,7 +103,8 @@ def generate(
     from fantasyid.io import check_output_dir
 
     settings = GenerateSettings.for_model(
-        model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed
+        model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed,
+        cache=cache, compile=compile,
     )
     chosen_shard = resolve_shard(shard, num_shards)
     if claim_timeout <= 0:
