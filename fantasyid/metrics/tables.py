@@ -9,12 +9,10 @@ import csv
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fantasyid.io import atomic_path, write_text
-
-if TYPE_CHECKING:  # imported for annotations only: keeps this module free of the evaluation's imports
-    from fantasyid.metrics.evaluate import EvalSummary
+from fantasyid.metrics.results import EvalSummary
 
 #: Column order, header, direction (True: higher is better) and decimals of each metric, as in the paper.
 COLUMNS = (

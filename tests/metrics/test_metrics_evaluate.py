@@ -170,3 +170,25 @@ def test_run_names(tmp_path, media):
     shutil.copyfile(media / "still.mp4", tmp_path / "still.mp4")
     with pytest.raises(ConfigError, match="2 run names for 1 run folders"):
         evaluate_runs([tmp_path], "rs", names=["a", "b"])
+
+
+
+# ---- --frames N: IFS and FM over consecutive video frames -------------------------------------------------------
+
+
+def test_sampled_ifs_takes_the_next_video_frame(tmp_path, astronaut, face_root):
+    """Frames alternate a face and its mirror image, so every pair of consecutive video frames is (face, mirror).
+    With --frames 5 of 9 the evaluated frames are 0, 2, 4, 6, 8 (all the same image): IFS must still compare each
+    with the video frame after it, never two evaluated frames with each other (that would give 1.0)."""
+    from fantasyid.io import write_video
+
+    face = np.ascontiguousarray(astronaut[0:256, 120:376])
+    mirror = np.ascontiguousarray(face[:, ::-1])
+    write_video(tmp_path / "alternating.mp4", np.stack([face, mirror] * 4 + [face]), fps=8, quality=9)
+    every = evaluate_runs([tmp_path / "alternating.mp4"], "ifs,fm", face_root=face_root).runs[0].videos[0]
+    sampled = evaluate_runs([tmp_path / "alternating.mp4"], "ifs,fm", frames=5, face_root=face_root).runs[0].videos[0]
+    assert (every.frames, every.ifs_pairs, every.fm_pairs) == (9, 8, 8)
+    assert (sampled.frames, sampled.ifs_pairs, sampled.fm_pairs, sampled.pairs_skipped) == (5, 4, 4, 0)
+    assert every.ifs < 0.99  # a face and its mirror image are not the same embedding
+    assert sampled.ifs == pytest.approx(every.ifs, abs=2e-3)
+    assert sampled.fm == pytest.approx(every.fm, rel=0.1)
