@@ -205,6 +205,5 @@ class EvalSummary:
         if sum(run.frames_without_face for run in self.runs) == frames:
             raise NoFaceError(
                 f"no face found in any of the {frames} evaluated frames: nothing to measure",
-                hint=(hint + "; " if hint else "")
-                + "check that the videos show a face (a smaller --det-size finds large faces more easily)",
+                hint=(hint + "; " if hint else "") + "check that the videos show a face",
             )
