@@ -1,6 +1,6 @@
 """The paper's metrics (Sec. 4.1) over folders of generated videos: RS, IFS, face-crop FID and face motion (FM).
 
-* :func:`evaluate_runs`, :func:`evaluate_shard` (``evaluate``): the one shared pass behind ``fantasyid eval``
+* :func:`evaluate_runs`, :func:`evaluate_shard`, :func:`evaluate_partial` (``evaluate``): the one shared pass behind ``fantasyid eval``
 * :func:`merge_partials` (``shards``): shards' partial files → the numbers of one process
 * :class:`EvalSummary`, :class:`RunResult`, :class:`VideoResult`, :data:`METRIC_NAMES`, :func:`parse_metrics`
   (``results``): what is measured, as plain data
@@ -21,6 +21,7 @@ from typing import Any
 _EXPORTS = {
     "evaluate_runs": "evaluate",
     "evaluate_shard": "evaluate",
+    "evaluate_partial": "evaluate",
     "merge_partials": "shards",
     "EvalSummary": "results",
     "RunResult": "results",
@@ -56,6 +57,7 @@ __all__ = [
     "RunResult",
     "VideoReadError",
     "VideoResult",
+    "evaluate_partial",
     "evaluate_runs",
     "evaluate_shard",
     "merge_partials",

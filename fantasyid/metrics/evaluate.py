@@ -16,8 +16,9 @@ without a face are counted and reported; videos that cannot be read are reported
 
 Steps of :func:`evaluate_runs`: 1. check the arguments; 2. list and probe every video (of the shard); 3. find each
 readable video's reference and detect its face (errors stop here, before the long pass); 4. the shared pass, run by
-run, into a :class:`~fantasyid.metrics.shards.Partial`; 5. aggregate (:func:`fantasyid.metrics.shards.finish`, the
-same code that merges shards); 6. write the outputs. :func:`evaluate_shard` stops after step 4 and saves the partial.
+run, into a :class:`~fantasyid.metrics.shards.Partial` (1 to 4: :func:`evaluate_partial`); 5. aggregate
+(:func:`fantasyid.metrics.shards.finish`, the same code that merges shards); 6. write the outputs.
+:func:`evaluate_shard` stops after step 4 and saves the partial.
 """
 
 from __future__ import annotations
@@ -390,25 +391,46 @@ def _plan_runs(
     return results, plans
 
 
-def _evaluate(
+def evaluate_partial(
     run_dirs: Sequence[str | os.PathLike[str]],
-    metrics: str | Sequence[str],
+    metrics: str | Sequence[str] = METRIC_NAMES,
     *,
-    ref: str | os.PathLike[str] | None,
-    refs_dir: str | os.PathLike[str] | None,
-    frames: int | None,
-    face_pack: str,
-    face_root: str | os.PathLike[str] | None,
-    flow: str | FlowSettings,
-    device: str,
-    names: Sequence[str] | None,
-    progress: Any | None,
-    fid_batch_size: int,
-    det_size: int,
-    shard: int | None,
-    num_shards: int | None,
+    ref: str | os.PathLike[str] | None = None,
+    refs_dir: str | os.PathLike[str] | None = None,
+    frames: int | None = None,
+    face_pack: str = "buffalo_sc",
+    face_root: str | os.PathLike[str] | None = None,
+    flow: str | FlowSettings = "farneback",
+    device: str = "cpu",
+    names: Sequence[str] | None = None,
+    progress: Any | None = None,
+    fid_batch_size: int = 16,
+    det_size: int = DET_SIZE,
+    shard: int | None = None,
+    num_shards: int | None = None,
 ) -> Partial:
-    """Steps 1 to 4 of :func:`evaluate_runs` for one shard (all videos when unsharded)."""
+    """Steps 1 to 4 of the evaluation for shard ``shard`` of ``num_shards`` (all videos when both are None): what
+    :func:`fantasyid.metrics.shards.finish` turns into the tables.
+
+    Args:
+        run_dirs: folders of videos (one table row each), or single video files.
+        metrics: names among ``rs``, ``ifs``, ``fid``, ``fm`` (a comma-separated string or a list).
+        ref: one reference image for every video (overrides the others).
+        refs_dir: a folder of reference images named like the videos (same stem); else each video's JSON sidecar.
+        frames: evaluate this many evenly spaced frames per video (default: all frames); IFS and FM take each
+            evaluated frame with the video frame after it.
+        face_pack: insightface pack for detection and ArcFace (``buffalo_sc`` works offline; ``antelopev2`` is the
+            paper's setting). Numbers from different packs are not comparable.
+        face_root: model root holding ``models/<pack>`` (default ``$FANTASYID_HOME``).
+        flow: ``farneback`` (default) or ``dis``, or full :class:`FlowSettings`.
+        device: device of the FID Inception (``cpu``, ``cuda``, ``auto``).
+        names: table labels of the runs (default: folder names).
+        progress: a ``rich.progress.Progress`` to report on (one task per run), or None.
+        fid_batch_size: crops per Inception batch.
+        det_size: the face detector's input side in pixels (default 640; ConsisID's evaluation uses 320).
+        shard, num_shards: evaluate only the videos at positions ``shard``, ``shard + num_shards``, … (over all
+            runs, in order).
+    """
     # 1. arguments
     metric_names = parse_metrics(metrics)
     shard_index, shard_count = check_shard(shard, num_shards)
@@ -548,45 +570,18 @@ def evaluate_runs(
     run_dirs: Sequence[str | os.PathLike[str]],
     metrics: str | Sequence[str] = METRIC_NAMES,
     *,
-    ref: str | os.PathLike[str] | None = None,
-    refs_dir: str | os.PathLike[str] | None = None,
-    frames: int | None = None,
-    face_pack: str = "buffalo_sc",
-    face_root: str | os.PathLike[str] | None = None,
-    flow: str | FlowSettings = "farneback",
-    device: str = "cpu",
-    names: Sequence[str] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    progress: Any | None = None,
-    fid_batch_size: int = 16,
-    det_size: int = DET_SIZE,
+    **options: Any,
 ) -> EvalSummary:
     """Evaluate run folders of videos with one shared pass; write the tables into ``out_dir`` when it is given
     (``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex`` and the plot).
 
-    Args:
-        run_dirs: folders of videos (one table row each), or single video files.
-        metrics: names among ``rs``, ``ifs``, ``fid``, ``fm`` (a comma-separated string or a list).
-        ref: one reference image for every video (overrides the others).
-        refs_dir: a folder of reference images named like the videos (same stem); else each video's JSON sidecar.
-        frames: evaluate this many evenly spaced frames per video (default: all frames); IFS and FM take each
-            evaluated frame with the video frame after it.
-        face_pack: insightface pack for detection and ArcFace (``buffalo_sc`` works offline; ``antelopev2`` is the
-            paper's setting). Numbers from different packs are not comparable.
-        face_root: model root holding ``models/<pack>`` (default ``$FANTASYID_HOME``).
-        flow: ``farneback`` (default) or ``dis``, or full :class:`FlowSettings`.
-        device: device of the FID Inception (``cpu``, ``cuda``, ``auto``).
-        names: table labels of the runs (default: folder names).
-        progress: a ``rich.progress.Progress`` to report on (one task per run), or None.
-        fid_batch_size: crops per Inception batch.
-        det_size: the face detector's input side in pixels (default 640; ConsisID's evaluation uses 320).
-        out_dir: where to write the outputs (nothing is written when None).
+    ``options`` are the keywords of :func:`evaluate_partial` (``ref``, ``refs_dir``, ``frames``, ``face_pack``,
+    ``face_root``, ``flow``, ``device``, ``names``, ``progress``, ``fid_batch_size``, ``det_size``) but the shard.
     """
-    partial = _evaluate(
-        run_dirs, metrics, ref=ref, refs_dir=refs_dir, frames=frames, face_pack=face_pack, face_root=face_root,
-        flow=flow, device=device, names=names, progress=progress, fid_batch_size=fid_batch_size, det_size=det_size,
-        shard=None, num_shards=None,
-    )
+    if "shard" in options or "num_shards" in options:
+        raise TypeError("evaluate_runs evaluates every video: use evaluate_shard for one shard")
+    partial = evaluate_partial(run_dirs, metrics, **options)
     # 5. aggregate: the code that merges shards, on this process's one partial
     summary = finish([partial])
     # 6. outputs
@@ -604,30 +599,12 @@ def evaluate_shard(
     shard: int,
     num_shards: int,
     out_dir: str | os.PathLike[str],
-    ref: str | os.PathLike[str] | None = None,
-    refs_dir: str | os.PathLike[str] | None = None,
-    frames: int | None = None,
-    face_pack: str = "buffalo_sc",
-    face_root: str | os.PathLike[str] | None = None,
-    flow: str | FlowSettings = "farneback",
-    device: str = "cpu",
-    names: Sequence[str] | None = None,
-    progress: Any | None = None,
-    fid_batch_size: int = 16,
-    det_size: int = DET_SIZE,
+    **options: Any,
 ) -> Path:
-    """Evaluate shard ``shard`` of ``num_shards`` (every ``num_shards``-th video) and write its partial file into
-    ``out_dir``; :func:`fantasyid.metrics.shards.merge_partials` combines the partials into the tables.
+    """Evaluate shard ``shard`` of ``num_shards`` (every ``num_shards``-th video) and write its partial file
+    ``eval-part-IIIII-of-NNNNN.safetensors`` into ``out_dir``; returns its path.
+    :func:`fantasyid.metrics.shards.merge_partials` combines the partials of every shard into the tables.
 
-    Args:
-        shard, num_shards: which share of the videos this process evaluates.
-        out_dir: the folder the partial ``eval-part-IIIII-of-NNNNN.safetensors`` is written into.
-
-    The other arguments are those of :func:`evaluate_runs`; every shard must get the same ones.
+    ``options`` are the other keywords of :func:`evaluate_partial`; every shard must get the same ones.
     """
-    partial = _evaluate(
-        run_dirs, metrics, ref=ref, refs_dir=refs_dir, frames=frames, face_pack=face_pack, face_root=face_root,
-        flow=flow, device=device, names=names, progress=progress, fid_batch_size=fid_batch_size, det_size=det_size,
-        shard=shard, num_shards=num_shards,
-    )
-    return partial.save(out_dir)
+    return evaluate_partial(run_dirs, metrics, shard=shard, num_shards=num_shards, **options).save(out_dir)
