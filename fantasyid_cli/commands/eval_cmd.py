@@ -72,7 +72,9 @@ def eval_command(
     merge: Annotated[
         bool,
         typer.Option(
-            "--merge", help="Combine the shards' partials (the arguments are their folders) into the tables."
+            "--merge",
+            help="Combine the shards' partials (the arguments are their folders) into the tables; the settings "
+            "come from the partials.",
         ),
     ] = False,
     out: Annotated[
@@ -120,8 +122,15 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if merge:
-        if shard is not None or num_shards is not None:
-            raise typer.BadParameter("--merge combines finished shards: drop --shard/--num-shards")
+        given = {
+            "--shard": shard is not None, "--num-shards": num_shards is not None, "--metrics": metrics != "rs,ifs,fid,fm",
+            "--ref": ref is not None, "--refs": refs is not None, "--frames": frames is not None,
+            "--names": names is not None, "--det-size": det_size != 640, "--face-pack": face_pack != "buffalo_sc",
+            "--flow": flow != "farneback",
+        }
+        if any(given.values()):
+            dropped = "/".join(option for option, set_ in given.items() if set_)
+            raise typer.BadParameter(f"--merge takes every setting from the shards' partials: drop {dropped}")
         from fantasyid.metrics.shards import merge_partials
 
         _show(merge_partials(runs, out_dir=out), out, json_output)

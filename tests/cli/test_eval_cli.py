@@ -203,5 +203,7 @@ def test_shards_then_merge_on_the_command_line(run_dir, home, tmp_path, monkeypa
     # a shard number out of range, or --merge with --shard: one line
     code, _, err = _main(["eval", str(run_dir), "--shard", "2", "--num-shards", "2"], capsys)
     assert code == 1 and err.startswith("error: --shard 2 --num-shards 2: the shard must lie in 0 … num_shards-1")
-    code, _, _ = _main(["eval", "--merge", str(parts), "--shard", "0", "--num-shards", "2"], capsys)
-    assert code == 2
+    code, _, err = _main(["eval", "--merge", str(parts), "--shard", "0", "--num-shards", "2", "--frames", "3"], capsys)
+    message = " ".join(err.replace("│", " ").split())  # Click's usage error in Rich's box, wrapped
+    assert code == 2 and "--merge takes every setting from the shards' partials: drop --shard/--num-shards/--frames" in (
+        message)

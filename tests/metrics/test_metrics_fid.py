@@ -99,3 +99,28 @@ def test_crops_must_be_uint8_rgb(extractor):
     fid = FaceFID(extractor)
     with pytest.raises(ValueError):
         fid.add(np.zeros((8, 8, 3), dtype=np.float32), real=True)
+
+
+def test_fid_from_sums_equals_torchmetrics_and_halves_add_up(extractor, crops):
+    """FeatureStats are torchmetrics' own sums: the distance from them equals FrechetInceptionDistance.compute, and
+    the sums of two halves of a set (two shards) give the FID of the whole set."""
+    from fantasyid.metrics.fid import FeatureStats, frechet_distance
+
+    real, fake = crops
+    fid = FaceFID(extractor, batch_size=4)
+    for crop in real:
+        fid.add(crop, real=True)
+    for crop in fake:
+        fid.add(crop, real=False)
+    ours = fid.compute().value
+    theirs = float(fid.metric.compute())
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+    halves = FeatureStats.empty(), FeatureStats.empty()
+    features = _features(extractor, fake)  # (5, 2048)
+    halves[0].add(torch.from_numpy(features[:2]))
+    halves[1].add(torch.from_numpy(features[2:]))
+    merged = halves[0] + halves[1]
+    assert merged.count == 5
+    torch.testing.assert_close(merged.total, fid.stats(real=False).total, rtol=1e-6, atol=1e-6)
+    assert frechet_distance(fid.stats(real=True), merged) == pytest.approx(ours, rel=1e-6)
