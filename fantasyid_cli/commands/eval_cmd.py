@@ -5,7 +5,6 @@ A thin shell over :func:`fantasyid.metrics.evaluate_runs`; nothing heavy is impo
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -116,7 +115,9 @@ def eval_command(
 
     metric_names = parse_metrics(metrics)  # unknown names: one-line error before anything is loaded
     labels = [n.strip() for n in names.split(",")] if names is not None else None
-    _check_out_dir(out)  # before any model loads
+    from fantasyid.io import check_output_dir
+
+    check_output_dir(out, "--out")  # a file, under a file, not writable: one line before any model loads
     runs = list(runs or [])
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -171,21 +172,6 @@ def eval_command(
                       soft_wrap=True)
         return
     _show(summary, out, json_output)
-
-
-def _check_out_dir(out: Path) -> None:
-    """``--out`` must be a folder that exists or can be made, and writable: one line, before any model loads."""
-    from fantasyid.errors import InputError
-
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder", hint="pass a folder (it is created when missing)")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"--out {out} cannot be created: {existing} is a file", hint="pass another folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out} is not writable ({existing} does not allow writing)", hint="pass another folder")
 
 
 def _show(summary, out: Path, json_output: bool) -> None:

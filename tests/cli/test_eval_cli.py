@@ -167,8 +167,8 @@ def test_out_that_cannot_be_a_folder_is_one_line_before_loading(run_dir, tmp_pat
     code, _, err = _main(["eval", str(run_dir), "--metrics", "ifs", "--face-pack", "antelopev2", "--out", str(out)],
                          capsys)
     assert code == 1 and "Traceback" not in err
-    expected = (f"error: --out {out} is a file, not a folder" if kind == "file"
-                else f"error: --out {out} cannot be created: {tmp_path / 'taken'} is a file")
+    expected = (f"error: --out '{out}' is a file, not a folder" if kind == "file"
+                else f"error: --out '{out}' cannot be created: '{tmp_path / 'taken'}' is a file")
     assert err.splitlines()[0] == expected
     assert (tmp_path / "taken").read_text() == "x"
 
