@@ -86,7 +86,8 @@ class Partial:
             counts[str(index)] = stats.count
         keys = sorted(self.references)
         for number, key in enumerate(keys):
-            tensors[f"reference.{number}"] = torch.as_tensor(self.references[key]).contiguous()
+            # a copy: features of one Inception batch are rows of one tensor, and safetensors refuses shared storage
+            tensors[f"reference.{number}"] = torch.as_tensor(self.references[key]).clone()
         meta = {
             "format": PARTIAL_FORMAT,
             "shard": self.shard,

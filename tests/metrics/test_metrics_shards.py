@@ -99,3 +99,16 @@ def test_partial_round_trip_keeps_fid_sums(parts):
         assert again.fake[index].outer.equal(stats.outer) and again.fake[index].total.equal(stats.total)
     assert again.config == partial.config and [v.to_dict() for v in again.videos] == [
         v.to_dict() for v in partial.videos]
+
+
+def test_partial_with_references_from_one_batch_saves(tmp_path):
+    """Reference features computed in one Inception batch are rows of one tensor; each is saved on its own."""
+    import torch
+
+    from fantasyid.metrics.fid import FeatureStats
+
+    batch = torch.arange(6, dtype=torch.float32).reshape(2, 3)  # (R, D): two references of one batch
+    partial = Partial(shard=0, num_shards=1, config={"runs": []}, provenance={},
+                      fake={0: FeatureStats.empty(3)}, references={"/a.png": batch[0], "/b.png": batch[1]})
+    again = Partial.load(partial.save(tmp_path))
+    assert again.references["/b.png"].tolist() == [3.0, 4.0, 5.0]
