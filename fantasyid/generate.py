@@ -318,7 +318,7 @@ def run_generation(
 
     from .face import load_image
     from .face.shape import check_shape_mode, load_shape_file
-    from .pipelines.loading import load_pipeline
+    from .pipelines.loading import fit_size, load_pipeline
 
     console = console or Console(stderr=True)
     vertices = load_shape_file(shape) if shape is not None else None
@@ -328,7 +328,9 @@ def run_generation(
                 model, variant=variant, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
                 mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
                 deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
+                height=settings.height, width=settings.width,
             )
+    fit_size(loaded, settings.height, settings.width)  # the tiny model takes any size; a fixed-size one refuses
     if shape is not None:
         check_shape_mode(shape, loaded.variant)  # a SHAPE.npz of the other mode is refused
     if loaded.info.get("random_weights"):

@@ -25,7 +25,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..face.shape import ShapeEstimator, load_shape_file, synthetic_flame_model  # noqa: F401  (public here too)
 from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
 
-__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "load_pipeline", "load_released_transformer",
+__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "fit_size", "load_pipeline", "load_released_transformer",
            "load_shape_file", "synthetic_flame_model"]
 
 EVA_FILE = "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt"
@@ -57,7 +57,7 @@ class LoadedPipeline:
 
 
 # --------------------------------------------------------------------------------------------------------- tiny
-def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> LoadedPipeline:
+def _load_tiny(device: torch.device, dtype: torch.dtype, face_root: str | None, variant: str) -> LoadedPipeline:
     from ..face import FaceAnalyzer
     from ..face.assets import install_buffalo_sc
     from ..face.deca import DecaEncoder, DecaFlame
@@ -78,6 +78,9 @@ def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> Loa
         shape_estimator=ShapeEstimator(deca_flame.to(device), mode=variant, licensed=False),
     )
     pipe.to(device)
+    if dtype != torch.float32:  # the identity encoder and the face tools stay fp32, as in the release
+        for module in (pipe.text_encoder, pipe.vae, pipe.transformer):
+            module.to(dtype=dtype)
     info = {
         "model": "tiny",
         "random_weights": True,
@@ -254,24 +257,6 @@ def _load_released(
 
 
 # --------------------------------------------------------------------------------------------------------- entry
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {device!r}", hint="e.g. cpu, cuda, cuda:1") from exc
-
-
-def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in table:
-        raise InputError(f"unknown dtype {dtype!r}", hint="use auto, bf16, fp16 or fp32")
-    return table[dtype]
-
-
 def load_pipeline(
     model: str = "released",
     *,
@@ -287,6 +272,8 @@ def load_pipeline(
     shape_needed: bool = True,
     variant: str | None = None,
     sizes: ReleasedSizes | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ) -> LoadedPipeline:
     """Build the pipeline for ``model``: ``"tiny"``, ``"released"`` (resolved: $FANTASYID_HOME/FantasyID, then the
     hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``), a folder in the release's layout,
@@ -294,17 +281,26 @@ def load_pipeline(
 
     ``variant``: ``released`` or ``paper``; ``None`` takes the checkpoint's (``released`` for the tiny model and the
     release). A checkpoint of the other variant is an error. ``shape_needed=False`` skips DECA + FLAME (when the
-    caller brings vertices, e.g. ``--shape``)."""
+    caller brings vertices, e.g. ``--shape``).
+
+    ``height`` / ``width`` (pixels), when given, are checked before anything loads: the tiny model is built for
+    them (any multiple of 16); a model whose learned position embeddings fix its size refuses other sizes. The
+    device and dtype are checked first too (:mod:`fantasyid.pipelines.checks`)."""
+    from .checks import check_size, fixed_size, pick_device, pick_dtype
+
     if variant not in (None, "released", "paper"):
         raise InputError(f"unknown variant {variant!r}", hint="use released or paper")
-    torch_device = _pick_device(device)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    check_size(height, width, None, model)
     if model == "tiny":
-        loaded = _load_tiny(torch_device, face_root, variant or "released")
+        loaded = _load_tiny(torch_device, torch_dtype, face_root, variant or "released")
+        fit_size(loaded, height, width)
     else:
         from .checkpoint import is_fantasyid_checkpoint, load_fantasyid_checkpoint
 
-        torch_dtype = _pick_dtype(dtype, torch_device)
         if is_fantasyid_checkpoint(model):
+            check_size(height, width, fixed_size(Path(model).expanduser()), model)
             loaded = load_fantasyid_checkpoint(
                 model, device=torch_device, dtype=torch_dtype, variant=variant, face_root=face_root,
                 face_pack=face_pack, flame=flame, deca=deca, shape_needed=shape_needed,
@@ -319,6 +315,7 @@ def load_pipeline(
 
             spec, explicit = checkpoint_spec(model)
             checkpoint = resolve(spec, explicit, download=download).require()
+            check_size(height, width, fixed_size(checkpoint), model)
             loaded = _load_released(
                 checkpoint, torch_device, torch_dtype, mesh, flame, deca, face_pack or "antelopev2", shape_needed,
                 sizes or ReleasedSizes(),
@@ -331,3 +328,26 @@ def load_pipeline(
         loaded.pipe.vae.enable_tiling()
     loaded.info["device"] = str(torch_device)
     return loaded
+
+
+def fit_size(loaded: LoadedPipeline, height: int | None, width: int | None) -> None:
+    """Make ``loaded`` ready for ``height`` × ``width`` videos, or refuse in one line.
+
+    The tiny model is built for the requested size (its position table is recomputed: it is random anyway); any
+    other model whose learned position embeddings fix its size must be asked for that size.
+    """
+    from .checks import check_size
+    from .tiny import set_tiny_size
+
+    check_size(height, width, None, loaded.info.get("model", "?"))
+    if height is None and width is None:
+        return
+    transformer = loaded.pipe.transformer
+    config = transformer.config
+    factor = loaded.pipe.vae_scale_factor_spatial
+    current = (config.sample_height * factor, config.sample_width * factor)
+    want = (height or current[0], width or current[1])
+    if loaded.info.get("model") == "tiny":
+        set_tiny_size(transformer, want[0] // factor, want[1] // factor)
+    elif config.use_learned_positional_embeddings:
+        check_size(*want, current, loaded.info.get("model", "?"))
