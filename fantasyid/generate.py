@@ -13,6 +13,7 @@ import csv
 import json
 import re
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class ItemResult:
     sidecar: Path | None = None
     error: str | None = None
     seconds: float = 0.0
+    traceback: str | None = None  #: of a failure, for FANTASYID_DEBUG=1
 
 
 @dataclass
@@ -262,7 +264,8 @@ def generate_batch(
                 result = ItemResult(item, "done", video, sidecar, seconds=seconds)
             except FantasyIDError as exc:
                 message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-                result = ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start)
+                result = ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start,
+                                    traceback=traceback.format_exc())
         summary.results.append(result)
         if on_item_end is not None:
             on_item_end(index, result)

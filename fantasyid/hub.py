@@ -98,13 +98,31 @@ def _from_hub(spec: WeightSpec, local_only: bool) -> Path | None:
             path = root / spec.repo_path if spec.repo_path else root
         else:
             path = Path(hf_hub_download(spec.repo_id, spec.repo_path, local_files_only=local_only))
-    except LocalEntryNotFoundError:
-        return None
+    except LocalEntryNotFoundError as exc:  # offline: HF_HUB_OFFLINE, no network, or the hub unreachable
+        if local_only:
+            return None
+        raise _unreachable(spec, exc) from exc
     except OSError as exc:  # network failures when downloading were asked for
         if local_only:
             return None
-        raise WeightsNotFoundError(f"could not download {spec.repo_id}: {exc}", hint=spec.how_to_get) from exc
+        raise _unreachable(spec, exc) from exc
     return path if _exists(path, spec.is_dir) else None
+
+
+def _unreachable(spec: WeightSpec, exc: Exception) -> WeightsNotFoundError:
+    """The hub cannot be reached: say so, and how to fetch on another machine and copy the folder here."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0", "false"):
+        why = "HF_HUB_OFFLINE is set"
+    else:  # huggingface_hub wraps the network error: keep its first part ("ConnectError: … not known")
+        why = " ".join(str(exc).split()).removeprefix("Got: ").split(" An error happened")[0][:120]
+        why = why or type(exc).__name__
+    target = fantasyid_home() / spec.home_path
+    fetch = f"hf download {spec.repo_id}" + (f" {spec.repo_path}" if spec.repo_path else "")
+    return WeightsNotFoundError(
+        f"cannot reach the Hugging Face hub to download {spec.repo_id} ({why})",
+        hint=f"on a machine with internet run `{fetch} --local-dir {Path(spec.home_path).name}`, then copy that "
+        f"{'folder' if spec.is_dir else 'file'} to {target} on this machine (or pass --model PATH)",
+    )
 
 
 _FLAME_HOW = (
