@@ -295,7 +295,7 @@ def load_fantasyid_checkpoint(
     from ..models.identity_encoder import FantasyIDIdentityEncoder
     from ..models.mesh import MeshHierarchy
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
-    from .loading import LoadedPipeline, _materialise_buffers
+    from .loading import LoadedPipeline, _materialise_buffers, release_precision
     from .pipeline_fantasyid import FantasyIDPipeline
 
     folder = Path(folder).expanduser()
@@ -318,8 +318,9 @@ def load_fantasyid_checkpoint(
         vae=AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype),
         transformer=transformer if transformer.dtype == dtype else transformer.to(dtype),
         scheduler=CogVideoXDPMScheduler.from_pretrained(folder / "scheduler"),
-        identity_encoder=encoder,  # fp32, as the release loader keeps it
+        identity_encoder=encoder,  # fp32 but for the released face abstractor on a GPU (release_precision)
     )
+    release_precision(encoder, device, dtype)
     mode = block["shape_mode"]
     shape_estimator = None
     if (folder / SHAPE_DIR).is_dir():

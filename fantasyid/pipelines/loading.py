@@ -179,6 +179,15 @@ def load_released_transformer(
     return transformer.eval(), encoder.eval()
 
 
+def release_precision(encoder, device: torch.device, dtype: torch.dtype) -> None:
+    """The release's numerics in the identity encoder: on a GPU the face abstractor runs in the model's dtype (the
+    release casts its whole transformer, identity modules included, to bf16 on CUDA), while the vertex branch stays
+    fp32 (the release re-casts it to fp32 on every forward: reference/official_code_notes.md, transformer_id.py:599).
+    On the CPU everything stays fp32."""
+    if device.type == "cuda" and encoder.config.variant == "released":
+        encoder.face_abstractor.to(dtype=dtype)
+
+
 def _materialise_buffers(transformer, config) -> None:
     """Buffers that are not in the checkpoint (computed positional tables) are rebuilt on the CPU."""
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
@@ -231,8 +240,9 @@ def _load_released(
         vae=AutoencoderKLCogVideoX.from_pretrained(checkpoint / "vae", torch_dtype=dtype),
         transformer=transformer.to(dtype),
         scheduler=CogVideoXDPMScheduler.from_pretrained(checkpoint / "scheduler"),
-        identity_encoder=encoder,  # fp32: it runs once per video (the release keeps its vertex branch in fp32)
+        identity_encoder=encoder,  # fp32 but for the face abstractor on a GPU: release_precision
     )
+    release_precision(encoder, device, dtype)
     shape_estimator = None
     if shape_needed:
         from ..face.deca import DecaFlame
