@@ -49,6 +49,7 @@ COMPONENTS = {
 _INDEX_KEYS = {"_class_name", "_diffusers_version", "fantasyid", *COMPONENTS}
 _BLOCK_KEYS = ("format_version", "variant", "shape_mode", "face_pack")
 IMAGE_ENCODER_DIR, MESH_FILE, SHAPE_DIR = "image_encoder", "mesh/hierarchy.npz", "shape_estimator"
+_INCOMPLETE = "the checkpoint is incomplete: save it again"
 _FLAME_FIELDS = ("v_template", "shapedirs", "posedirs", "j_regressor", "parents", "lbs_weights", "faces")
 
 
@@ -162,14 +163,15 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"'{folder}' has no {INDEX_FILE}", hint="save it with save_fantasyid_checkpoint") from None
+        raise CheckpointError(f"'{folder}' has no {INDEX_FILE}",
+                              hint="save it with save_fantasyid_checkpoint") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"'{path}' is not readable JSON ({exc})") from exc
     if not isinstance(index, dict):
         raise CheckpointError(f"'{path}' holds no JSON object")
     missing = sorted(_INDEX_KEYS - set(index))
     if missing:
-        raise CheckpointError(f"'{path}' lacks the key '{missing[0]}'", hint="the checkpoint is incomplete: save it again")
+        raise CheckpointError(f"'{path}' lacks the key '{missing[0]}'", hint=_INCOMPLETE)
     extra = sorted(set(index) - _INDEX_KEYS)
     if extra:
         raise CheckpointError(f"'{path}' has an unexpected key '{extra[0]}'", hint="this loader knows format version "
@@ -190,9 +192,9 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"'{path}': variant {block['variant']!r} with shape mode {block['shape_mode']!r}")
     for name in [*COMPONENTS, IMAGE_ENCODER_DIR]:
         if not (folder / name).is_dir():
-            raise CheckpointError(f"'{folder}' has no {name}/ folder", hint="the checkpoint is incomplete: save it again")
+            raise CheckpointError(f"'{folder}' has no {name}/ folder", hint=_INCOMPLETE)
     if not (folder / MESH_FILE).is_file():
-        raise CheckpointError(f"'{folder}' has no {MESH_FILE}", hint="the checkpoint is incomplete: save it again")
+        raise CheckpointError(f"'{folder}' has no {MESH_FILE}", hint=_INCOMPLETE)
     return index
 
 

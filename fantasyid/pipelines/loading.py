@@ -25,8 +25,8 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..face.shape import ShapeEstimator, load_shape_file, synthetic_flame_model  # noqa: F401  (public here too)
 from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
 
-__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "fit_size", "load_pipeline", "load_released_transformer",
-           "load_shape_file", "synthetic_flame_model"]
+__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "fit_size", "load_pipeline",
+           "load_released_transformer", "load_shape_file", "release_precision", "synthetic_flame_model"]
 
 EVA_FILE = "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt"
 #: Keys of the release's transformer/config.json that are not CogVideoX's (identity settings of its own code).

@@ -103,8 +103,9 @@ def test_generate_cli_tiny_at_another_size(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
     PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
-    result = CliRunner().invoke(app, ["generate", "--model", "tiny", "--ref", str(tmp_path / "me.png"), "--prompt",
-                                      "a woman smiles", "--height", "64", "--width", "96", "--out", str(tmp_path / "o")])
+    argv = ["generate", "--model", "tiny", "--ref", str(tmp_path / "me.png"), "--prompt", "a woman smiles",
+            "--height", "64", "--width", "96", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     (video,) = (tmp_path / "o").glob("*.mp4")
     assert iio.imread(video, plugin="pyav").shape == (9, 64, 96, 3)
