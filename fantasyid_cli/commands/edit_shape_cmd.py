@@ -80,7 +80,7 @@ def edit_shape(
     generate: Annotated[bool, typer.Option("--generate", help="Go on to a video with the edited shape.")] = False,
     prompt: Annotated[str | None, typer.Option(help="What the person does (with --generate).")] = None,
     videos: Annotated[
-        Path | None, typer.Option(help="Folder for the mp4 and its sidecar [default: the folder of --out].")
+        Path | None, typer.Option(help="Folder for the mp4 and its sidecar.", show_default="the folder of --out")
     ] = None,
     seed: Seed = 42,
     steps: Steps = None,
@@ -133,9 +133,11 @@ def edit_shape(
     )
     folder = videos if videos is not None else out.parent
     item = GenerationItem(ref=ref, prompt=prompt, name=out.stem)
+    variant = outcome.result.after.mode  # the model of the shape's mode consumes it (paper vertices: a paper model)
+    loaded = outcome.pipeline if outcome.pipeline is not None and outcome.pipeline.variant == variant else None
     summary = run_generation(
-        [item], settings, folder, model=outcome.model, device=device, dtype=dtype, shape=out, face_pack=face_pack,
-        mesh=mesh_hierarchy, flame=flame, deca=deca, console=console, loaded=outcome.pipeline,
+        [item], settings, folder, model=outcome.model, variant=variant, device=device, dtype=dtype, shape=out,
+        face_pack=face_pack, mesh=mesh_hierarchy, flame=flame, deca=deca, console=console, loaded=loaded,
     )
     for result in summary.results:
         if result.status == "failed":

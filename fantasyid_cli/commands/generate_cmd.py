@@ -49,7 +49,8 @@ def generate(
     offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower).")] = False,
     shape: Annotated[Path | None, typer.Option(help="3D face to use: SHAPE.npz from edit-shape, or a .ply.")] = None,
     face_pack: Annotated[
-        str | None, typer.Option(help="insightface pack [default: the checkpoint's; antelopev2 for the release].")
+        str | None,
+        typer.Option(help="insightface pack.", show_default="the checkpoint's; antelopev2 for the release"),
     ] = None,
     mesh: Annotated[Path | None, typer.Option(help="The release's transform.pkl (mesh hierarchy).")] = None,
     flame: Flame = None,
