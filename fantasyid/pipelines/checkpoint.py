@@ -199,30 +199,15 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------------ load
-def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"'{folder}' holds no .safetensors weights")
-    state: dict[str, torch.Tensor] = {}
-    for path in files:
-        part = load_file(str(path))
-        overlap = state.keys() & part.keys()
-        if overlap:
-            raise CheckpointError(f"'{path.name}' repeats the key '{sorted(overlap)[0]}' of another shard")
-        state.update(part)
-    return state
-
-
 def _load_model(cls, folder: Path, *, meta: bool):
     """``cls`` from ``folder/config.json`` with exactly the keys and shapes of ``folder``'s safetensors."""
     from accelerate import init_empty_weights
 
     from ..models.convert import check_state_dict
+    from .loading import _read_transformer_state
 
     config = cls.load_config(folder)
-    state = _read_safetensors(folder)
+    state = _read_transformer_state(folder, allow_bin=False)  # our format: safetensors only
     if meta:
         with init_empty_weights():
             model = cls.from_config(config)

@@ -93,13 +93,14 @@ def _load_tiny(device: torch.device, dtype: torch.dtype, face_root: str | None, 
 
 
 # --------------------------------------------------------------------------------------------------------- released
-def _read_transformer_state(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of ``transformer/``: one ``.safetensors`` file or shards (merged), never pickles."""
+def _read_transformer_state(folder: Path, allow_bin: bool = True) -> dict[str, torch.Tensor]:
+    """Every tensor of a model folder: one ``.safetensors`` file or shards (merged); with ``allow_bin`` (the
+    release's folders) ``.bin`` files through ``torch.load(weights_only=True)``, never pickled code."""
     from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        bins = sorted(folder.glob("*.bin"))
+        bins = sorted(folder.glob("*.bin")) if allow_bin else []
         if bins:
             state: dict[str, torch.Tensor] = {}
             for path in bins:
