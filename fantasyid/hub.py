@@ -217,6 +217,8 @@ def check_model(
 
     specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
     explicit = {"mesh": mesh, "flame": flame, "deca": deca}
+    if (Path(model).expanduser() / "model_index.json").is_file():  # fantasyid's own format
+        return _check_own_checkpoint(Path(model).expanduser(), specs, explicit)
     ckpt_spec, ckpt_path = checkpoint_spec(model)
     try:
         checkpoint = resolve(ckpt_spec, ckpt_path)
@@ -232,18 +234,38 @@ def check_model(
             present = _part_present(checkpoint.path, part)
             reports.append(WeightReport(f"  {part}", what, present, str(checkpoint.path / part),
                                         "" if present else "the checkpoint folder is incomplete: fetch it again"))
-    for key in ("mesh", "flame", "deca"):
-        spec = specs[key]
-        try:
-            found = resolve(spec, explicit[key])
-        except WeightsNotFoundError as exc:
-            reports.append(WeightReport(key, spec.what, False, str(explicit[key]), exc.hint))
-            continue
-        if not found.found and key == "mesh" and checkpoint.found and (checkpoint.path / "assets/transform.pkl").is_file():
-            found = Resolution(spec, checkpoint.path / "assets/transform.pkl", found.looked_in)
-        where = str(found.path) if found.found else "; ".join(found.looked_in)
-        reports.append(WeightReport(key, spec.what, found.found, where, "" if found.found else spec.how_to_get))
+    bundled_mesh = checkpoint.path / "assets/transform.pkl" if checkpoint.found else None
+    reports += [_report(specs[key], explicit[key], bundled_mesh if key == "mesh" else None)
+                for key in ("mesh", "flame", "deca")]
     return reports
+
+
+def _check_own_checkpoint(folder: Path, specs: dict, explicit: dict) -> list[WeightReport]:
+    """A checkpoint saved by :func:`fantasyid.pipelines.checkpoint.save_fantasyid_checkpoint`: its index checked key
+    by key; DECA + FLAME only when it does not carry its own (a full-size model: they are licensed)."""
+    from .errors import CheckpointError
+    from .pipelines.checkpoint import SHAPE_DIR, read_model_index
+
+    try:
+        block = read_model_index(folder)["fantasyid"]
+    except CheckpointError as exc:
+        return [WeightReport("fantasyid", "a fantasyid checkpoint", False, exc.message, exc.hint)]
+    reports = [WeightReport("fantasyid", f"a fantasyid checkpoint ({block['variant']} variant)", True, str(folder))]
+    if (folder / SHAPE_DIR).is_dir():
+        return reports
+    return reports + [_report(specs[key], explicit[key]) for key in ("flame", "deca")]
+
+
+def _report(spec: WeightSpec, explicit: str | None, fallback: Path | None = None) -> WeightReport:
+    """One weight: resolved (explicit path, $FANTASYID_HOME, hub cache), else ``fallback`` if that file exists."""
+    try:
+        found = resolve(spec, explicit)
+    except WeightsNotFoundError as exc:
+        return WeightReport(spec.key, spec.what, False, str(explicit), exc.hint)
+    if not found.found and fallback is not None and fallback.is_file():
+        found = Resolution(spec, fallback, found.looked_in)
+    where = str(found.path) if found.found else "; ".join(found.looked_in)
+    return WeightReport(spec.key, spec.what, found.found, where, "" if found.found else spec.how_to_get)
 
 
 def checkpoint_spec(model: str) -> tuple[WeightSpec, str | None]:
