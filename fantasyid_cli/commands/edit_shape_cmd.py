@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..console import console, err_console, fail
+from ..console import console, debug_enabled, err_console, fail
 from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = (
@@ -141,6 +141,8 @@ def edit_shape(
     )
     for result in summary.results:
         if result.status == "failed":
+            if debug_enabled() and result.traceback:
+                err_console.print(result.traceback, highlight=False, markup=False, end="")
             err_console.print(f"[red]failed[/] {result.item.ref} — {result.error}", highlight=False, soft_wrap=True)
         else:
             console.print(f"video: {result.video}", highlight=False, soft_wrap=True)
