@@ -14,6 +14,27 @@ from .commands.eval_cmd import eval_command
 from .commands.pending import PENDING, register_pending
 from .console import console, debug_enabled, fail
 
+
+def _flags_show_no_type() -> None:
+    """Typer's help prints ``<bool>`` after on/off flags (``--offload``, ``--json``, ``--help``), which take no
+    value: show nothing there. Options that take a value keep their ``<int>``, ``<path>``, …"""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "fantasyid_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if self.is_flag and not self.count and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich.fantasyid_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     name="fantasyid",
     help=(
