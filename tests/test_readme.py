@@ -1,4 +1,7 @@
-"""Every `fantasyid` command in the README's bash blocks runs as written, in a fresh copy of the examples."""
+"""Every `fantasyid` command in the README's ```bash blocks runs as written, in a fresh copy of the examples.
+
+Blocks that need GPUs or a cluster (torchrun, Slurm, `accelerate launch`, Ray clusters) are fenced ```sh instead.
+"""
 
 from __future__ import annotations
 
