@@ -73,16 +73,21 @@ def shard_files(out_dir: Path, shard: int) -> tuple[Path, Path, Path]:
     return base / f"{shard:05d}.parquet", base / f"{shard:05d}.done", base / f"{shard:05d}.journal"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays (also object arrays of dicts, as pandas reads Parquet lists of
+    structs) become Python numbers and lists."""
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return {k: plain(v) for k, v in value.items()}
     return value
+
+
+def frame_to_rows(frame) -> list[dict[str, Any]]:
+    """Manifest DataFrame → plain row dicts."""
+    return [plain(row) for row in frame.to_dict("records")]
 
 
 def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,7 +119,7 @@ class JournalWriter:
         os.fsync(self.handle.fileno())  # a line is on disk before the clip counts as done
 
     def write(self, row: dict[str, Any]) -> None:
-        self._line({"row": _plain(row)})
+        self._line({"row": plain(row)})
 
     def close(self) -> None:
         self.handle.close()
@@ -191,7 +196,7 @@ def _worker_task(source: VideoSource, done: set[str], settings: PrepSettings, nu
 
     def emit(row: dict[str, Any]) -> None:
         writer.write(row)
-        rows.append(_plain(row))
+        rows.append(plain(row))
 
     process_source(source, done, settings, num_shards, _WORKER["stages"], emit)
     return rows
@@ -238,17 +243,8 @@ def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> dict[str, d
     from fantasyid.data.manifest import read_manifest
 
     names = {s.path for s in sources}
-    frame = read_manifest(parquet)
-    rows = [_plain({k: _arrow_value(v) for k, v in row.items()}) for row in frame.to_dict("records")]
+    rows = frame_to_rows(read_manifest(parquet))
     return {r["clip_id"]: r for r in rows if r["source_path"] in names}
-
-
-def _arrow_value(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_arrow_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _arrow_value(v) for k, v in value.items()}
-    return value
 
 
 def run_prep(
