@@ -78,9 +78,10 @@ def scene_windows(path: str, total: int, threshold: float) -> list[tuple[int, in
     return [(a, b) for a, b in windows if b > a] or [(0, total)]
 
 
-def _base_row(source: VideoSource, num_shards: int, **values: Any) -> dict[str, Any]:
+def _base_row(source: VideoSource, num_shards: int, digest: str, **values: Any) -> dict[str, Any]:
     return new_row(
         source_path=source.path,
+        source_sha256=digest,
         shard=shard_of(source.path, num_shards),
         caption=source.caption,
         caption_source=source.caption_source,
@@ -88,12 +89,23 @@ def _base_row(source: VideoSource, num_shards: int, **values: Any) -> dict[str, 
     )
 
 
+def _digest(path: str) -> str:
+    """sha256 of a source file; empty when it cannot be read."""
+    from fantasyid.io import sha256_file
+
+    try:
+        return sha256_file(path)
+    except OSError:
+        return ""
+
+
 def rejected_source(source: VideoSource, num_shards: int, reason: str, info: VideoInfo | None = None) -> ClipRecord:
     """The one row of a source that yields no clip."""
     values: dict[str, Any] = {}
+    digest = _digest(source.path)
     if info is not None:
         values = dict(fps=float(info.fps or 0.0), width=info.width, height=info.height)
-    row = _base_row(source, num_shards, clip_id=clip_id(source.path, 0, 0), keep=False, reject_reason=reason,
+    row = _base_row(source, num_shards, digest, clip_id=clip_id(source.path, 0, 0), keep=False, reject_reason=reason,
                     stages=["probe"], **values)  # fmt: skip
     return ClipRecord(row)
 
@@ -137,9 +149,10 @@ def plan_clips(source: VideoSource, settings: Any, num_shards: int) -> list[Clip
                       f"{settings.fps:g} fps = {length} source frames)")  # fmt: skip
             return [rejected_source(source, num_shards, reason, info)]
     records = []
+    digest = _digest(source.path)
     for start, end, reason in windows:
         row = _base_row(
-            source, num_shards, clip_id=clip_id(source.path, start, end), clip_start=start, clip_end=end,
+            source, num_shards, digest, clip_id=clip_id(source.path, start, end), clip_start=start, clip_end=end,
             start_sec=start / source_fps, end_sec=end / source_fps, fps=source_fps, width=info.width,
             height=info.height, keep=not reason, reject_reason=reason, stages=["probe"],
         )  # fmt: skip
