@@ -182,6 +182,8 @@ class ViewsStage:
         s = self.settings
         chosen = [record.faces[i] for i in select_view_indices([f["pose"] for f in record.faces], s.views)]
         folder = asset_dir(self.out_dir, record.id)
+        for stale in folder.glob(".*.partial*"):  # temporary files of a run killed while writing this clip
+            stale.unlink()
         views = []
         for k, face in enumerate(chosen):
             frame = upscale(record.frames[face["frame"]], face["factor"])

@@ -47,6 +47,7 @@ def prep_command(
     captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
                                                         "Qwen2-VL, BLIP, …) for clips without a caption.")] = None,
     caption_batch: Annotated[int, typer.Option(help="Frames per captioning batch.")] = 8,
+    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 60,
     require_caption: Annotated[bool, typer.Option(help="Reject clips that end without a caption.")] = False,
     device: Annotated[str, typer.Option(help="DECA and captioner device: cpu, cuda, cuda:N or auto.")] = "cpu",
     engine: Annotated[str, typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
@@ -100,6 +101,7 @@ def prep_command(
         det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
         captioner=None if captioner is None else str(captioner), caption_batch=caption_batch,
+        caption_max_tokens=caption_max_tokens,
         require_caption=require_caption, stages=stage_list, device=device,
     )  # fmt: skip
     with _RichProgress() as hook:

@@ -193,17 +193,19 @@ def small_media(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Path:
     """A few videos for the engine, shard and resume comparisons (kept, rejected and unreadable ones)."""
     folder = tmp_path_factory.mktemp("small") / "videos"
     folder.mkdir()
-    for name in ("carphone.mp4", "astronaut_motion.mp4", "astronaut_motion.txt", "two_faces.mp4", "broken.mp4",
-                 "carphone_subtitled.mp4"):  # fmt: skip
+    for name in ("carphone.mp4", "astronaut_motion.mp4", "astronaut_motion.txt", "astronaut_drift.mp4",
+                 "two_faces.mp4", "broken.mp4", "carphone_subtitled.mp4"):  # fmt: skip
         shutil.copyfile(media / "videos" / name, folder / name)
     return folder
 
 
 @pytest.fixture(scope="session")
-def small_settings(face_root: Path):
+def small_settings(face_root: Path, captioner_dir: Path):
+    """Every stage but 3D (DECA's ResNet-50 is the slow part on CPU; the shared run covers it)."""
     from fantasyid.data.settings import PrepSettings
 
-    return PrepSettings(**FAST, face_root=str(face_root), stages=("face", "text", "views", "caption"))
+    return PrepSettings(**FAST, face_root=str(face_root), stages=("face", "text", "views", "caption"),
+                        captioner=str(captioner_dir), caption_batch=2, caption_max_tokens=8)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
