@@ -1,0 +1,80 @@
+"""``fantasyid prep`` and ``fantasyid prep merge`` on the command line: files written, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from fantasyid.data.manifest import kept_clips, read_manifest
+from fantasyid_cli import main as cli_main
+
+runner = CliRunner()
+
+
+def _main(argv, capsys):
+    """The real entry point (typed errors → one line + hint, exit 1): ``(code, stdout, stderr)``."""
+    with pytest.raises(SystemExit) as caught:
+        cli_main.main(argv)
+    captured = capsys.readouterr()
+    return caught.value.code, captured.out, captured.err
+
+
+def test_help_shows_examples():
+    result = runner.invoke(cli_main.app, ["prep", "--help"])
+    assert result.exit_code == 0
+    assert "fantasyid prep merge" in result.output and "--engine" in result.output and "SLURM" in result.output
+
+
+def test_prep_then_merge(tmp_path, media, face_root, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("astronaut_drift.mp4", "broken.mp4"):
+        shutil.copyfile(media / "videos" / name, videos / name)
+    out = tmp_path / "data"
+    argv = ["prep", str(videos), "--out", str(out), "--frames", "9", "--sample-frames", "6", "--ocr-frames", "1",
+            "--min-face-score", "0.7", "--min-face-size", "32", "--det-size", "320", "--face-root", str(face_root), "--stages",
+            "face,text,views,3d"]  # fmt: skip
+    code, stdout, stderr = _main(argv, capsys)
+    assert code == 0, stderr
+    assert "2 clips: 1 kept, 1 rejected" in stdout
+    assert "no DECA/FLAME files" in stderr  # the 3D stage says once why it was skipped
+    code, stdout, stderr = _main(["prep", "merge", str(out)], capsys)
+    assert code == 0, stderr
+    assert "2 clips, 1 kept" in stdout and "report.md" in stdout
+    kept = kept_clips(read_manifest(out / "manifest.parquet"))
+    assert kept.iloc[0]["shape_status"].startswith("skipped: no DECA/FLAME files")
+    assert len(kept.iloc[0]["views"]) == 6
+    code, stdout, _ = _main(argv, capsys)  # a rerun finds everything done
+    assert code == 0 and "0 shard(s) run, 1 already done" in stdout
+
+
+def test_out_is_required(tmp_path, capsys):
+    code, _, stderr = _main(["prep", str(tmp_path)], capsys)
+    assert code == 2 and "--out" in stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--stages", "face,blur"], "error: unknown stage(s) blur"),
+        (["--clips", "shots"], "error: --clips must be 'fixed' or 'scenes'"),
+        (["--engine", "spark"], "error: unknown engine 'spark'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
+    code, _, stderr = _main(["prep", str(tmp_path), "--out", str(tmp_path / "o"), *argv], capsys)
+    assert code == 1 and message in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()  # checked before anything is written
+
+
+def test_merge_needs_finished_shards(tmp_path, media, face_root, capsys):
+    code, _, stderr = _main(["prep", "merge", str(tmp_path)], capsys)
+    assert code == 1 and "no prep.json" in stderr
+    out = tmp_path / "data"
+    argv = ["prep", str(media / "videos" / "broken.mp4"), "--out", str(out), "--num-shards", "3", "--shard", "0",
+            "--face-root", str(face_root)]  # fmt: skip
+    assert _main(argv, capsys)[0] == 0
+    code, _, stderr = _main(["prep", "merge", str(out)], capsys)
+    assert code == 1 and "2 of 3 shards are not finished (1, 2)" in stderr and "--shard I" in stderr
