@@ -177,7 +177,7 @@ def report_markdown(frame, settings: dict[str, Any], plots: list[Path], out_dir:
 
 def write_plots(frame, out_dir: Path, settings: dict[str, Any]) -> list[Path]:
     """Histograms of face score and text fraction, and yaw/pitch of the chosen views, as PNG files."""
-    matplotlib = require("matplotlib", "metrics", "prep report plots")
+    matplotlib = require("matplotlib", "prep", "prep report plots")
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 

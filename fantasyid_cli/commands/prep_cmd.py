@@ -76,6 +76,8 @@ def prep_command(
       sbatch --array=0-63 --wrap "fantasyid prep videos/ --out data/"   # shard from SLURM_ARRAY_TASK_ID/COUNT
 
       fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner Florence-2-large --device auto
+
+      fantasyid prep videos/ --out data/ --stages 3d --deca deca_model.tar --flame generic_model.pkl  # add 3D later
     """
     from fantasyid.errors import ConfigError
 
@@ -94,6 +96,16 @@ def prep_command(
     stage_list = tuple(s.strip() for s in stages.split(",") if s.strip())
     if not stage_list:
         raise ConfigError("no stage requested", hint="pass e.g. --stages face,text,views")
+    if stage_list == ("3d",):  # add shapes to an earlier run made without the DECA/FLAME files
+        if deca is None or flame is None:
+            raise ConfigError("--stages 3d adds 3D shapes to an earlier run: pass --deca and --flame")
+        from fantasyid.data.add_shapes import add_shapes
+
+        with _RichProgress() as hook:
+            updated, shards = add_shapes(out, str(deca), str(flame), device, progress=hook)
+        console.print(f"3D shapes added to {updated} kept clips ({shards} shard(s) rewritten); run "
+                      f"`fantasyid prep merge {out}` again", highlight=False, soft_wrap=True)  # fmt: skip
+        return
     settings = PrepSettings(
         clip_frames=frames, fps=fps, clips=clips, sample_frames=sample_frames, ocr_frames=ocr_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, max_no_face=max_no_face,

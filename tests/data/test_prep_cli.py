@@ -28,6 +28,11 @@ def test_help_shows_examples():
 
 
 def test_prep_then_merge(tmp_path, media, face_root, capsys):
+    _prep_then_merge(tmp_path, media, face_root, capsys)
+
+
+def _prep_then_merge(tmp_path, media, face_root, capsys):
+    """prep (no DECA files) + merge + a rerun on a kept and a broken video: ``(videos, out, argv)``."""
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("astronaut_drift.mp4", "broken.mp4"):
@@ -48,6 +53,31 @@ def test_prep_then_merge(tmp_path, media, face_root, capsys):
     assert len(kept.iloc[0]["views"]) == 6
     code, stdout, _ = _main(argv, capsys)  # a rerun finds everything done
     assert code == 0 and "0 shard(s) run, 1 already done" in stdout
+    return videos, out, argv
+
+
+def test_3d_added_later_equals_a_run_with_the_files(tmp_path, media, face_root, deca_files, capsys):
+    import numpy as np
+
+    from fantasyid.data.manifest import resolve_asset
+
+    videos, out, argv = _prep_then_merge(tmp_path, media, face_root, capsys)
+    deca = ["--deca", str(deca_files[0]), "--flame", str(deca_files[1])]
+    code, stdout, stderr = _main(["prep", str(videos), "--out", str(out), "--stages", "3d", *deca], capsys)
+    assert code == 0 and "3D shapes added to 1 kept clips" in stdout, stderr
+    assert _main(["prep", "merge", str(out)], capsys)[0] == 0
+    later = read_manifest(out / "manifest.parquet")
+
+    direct = tmp_path / "direct"
+    argv = [a if a != str(out) else str(direct) for a in argv] + deca
+    assert _main(argv, capsys)[0] == 0 and _main(["prep", "merge", str(direct)], capsys)[0] == 0
+    once = read_manifest(direct / "manifest.parquet")
+    assert later.astype(str).equals(once.astype(str))
+    row = kept_clips(once).iloc[0]
+    assert row["shape_status"] == "done" and list(row["stages"])[-1] == "3d"
+    with np.load(resolve_asset(out / "manifest.parquet", row["shape_file"])) as a, \
+            np.load(resolve_asset(direct / "manifest.parquet", row["shape_file"])) as b:
+        assert np.array_equal(a["vertices"], b["vertices"]) and np.array_equal(a["shape"], b["shape"])
 
 
 def test_out_is_required(tmp_path, capsys):
