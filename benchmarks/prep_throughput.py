@@ -79,8 +79,8 @@ def stage_times(videos: Path, settings, out: Path) -> tuple[list[dict], int, int
         decode_seconds += seconds
         records += planned
     clips = len(records)
-    rows = [{"stage": "decode", "unit": "frame", "units": sum(len(r.frames) for r in records), "seconds": decode_seconds,
-             "clips": clips}]  # fmt: skip
+    decoded = sum(len(r.frames) for r in records)
+    rows = [{"stage": "decode", "unit": "frame", "units": decoded, "seconds": decode_seconds, "clips": clips}]
     units = {"face": ("frame", settings.sample_frames), "text": ("frame", settings.ocr_frames),
              "views": ("view", settings.views), "3d": ("view", settings.views), "caption": ("clip", 1)}  # fmt: skip
     for name, stage in stages.items():

@@ -64,7 +64,8 @@ def merge_shards(out_dir: str | os.PathLike[str]) -> MergeResult:
     out_dir = Path(out_dir)
     info_path = out_dir / "prep.json"
     if not info_path.is_file():
-        raise InputError(f"'{out_dir}' holds no prep output (no prep.json)", hint="run `fantasyid prep VIDEOS --out DIR`")
+        raise InputError(f"'{out_dir}' holds no prep output (no prep.json)",
+                         hint="run `fantasyid prep VIDEOS --out DIR` first")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     num_shards = int(info["num_shards"])
     missing = [i for i in range(num_shards) if not (out_dir / "shards" / f"{i:05d}.done").is_file()]
@@ -101,12 +102,16 @@ def summary_table(frame):
     return pd.DataFrame(
         {"total": [len(frame), len(videos)], "kept": [int(frame["keep"].sum()), int(videos.sum())]},
         index=pd.Index(["clips", "videos with a kept clip"], name=""),
-    ).assign(rejected=lambda t: t["total"] - t["kept"], kept_share=lambda t: (t["kept"] / t["total"].clip(lower=1)).round(3))
+    ).assign(
+        rejected=lambda t: t["total"] - t["kept"],
+        kept_share=lambda t: (t["kept"] / t["total"].clip(lower=1)).round(3),
+    )
 
 
 def reasons_table(frame):
     """Rejected clips per reason category, most frequent first, with an example reason."""
-    rejected = frame.loc[~frame["keep"], ["reject_reason"]].assign(category=lambda t: t["reject_reason"].map(reason_category))
+    rejected = frame.loc[~frame["keep"], ["reject_reason"]]
+    rejected = rejected.assign(category=rejected["reject_reason"].map(reason_category))
     if rejected.empty:
         return rejected.assign(clips=[]).set_index("category")[["clips"]]
     table = rejected.groupby("category").agg(clips=("reject_reason", "size"), example=("reject_reason", "first"))
@@ -133,8 +138,8 @@ def views_table(frame):
         if len(views):
             yaws = [v["yaw"] for v in views]
             pitches = [v["pitch"] for v in views]
-            records.append({"views": len(views), "yaw span": max(yaws) - min(yaws), "pitch span": max(pitches) - min(pitches),
-                            "yaw min": min(yaws), "yaw max": max(yaws)})  # fmt: skip
+            records.append({"views": len(views), "yaw span": max(yaws) - min(yaws),
+                            "pitch span": max(pitches) - min(pitches), "yaw min": min(yaws), "yaw max": max(yaws)})
     if not records:
         return pd.DataFrame()
     return pd.DataFrame(records).agg(["mean", "min", "max"]).T.round(1)

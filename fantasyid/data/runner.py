@@ -143,8 +143,10 @@ def read_journal(folder: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"journal {path} is corrupt at line {number + 1}", hint=f"delete {folder} and rerun")
             if "fingerprint" in item:
                 if item["fingerprint"] != fingerprint:
-                    raise ConfigError(f"journal {path} was written with other prep settings",
-                                      hint=f"rerun with the settings in {folder.parent.parent / 'prep.json'}")  # fmt: skip
+                    raise ConfigError(
+                        f"journal {path} was written with other prep settings",
+                        hint=f"rerun with the settings in {folder.parent.parent / 'prep.json'}",
+                    )
                 continue
             row = item["row"]
             rows.setdefault(row["clip_id"], row)
@@ -247,6 +249,22 @@ def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> dict[str, d
     return {r["clip_id"]: r for r in rows if r["source_path"] in names}
 
 
+def check_requirements(settings: PrepSettings, engine: str) -> None:
+    """Fail early, with the fix, when a package or model the run needs is missing (before any video is read)."""
+    from fantasyid.errors import require
+    from fantasyid.face.assets import face_pack_dir
+
+    if "face" in settings.stages:
+        face_pack_dir(settings.face_pack, settings.face_root)
+        require("insightface", "face", "face detection")
+    if "text" in settings.stages:
+        require("rapidocr", "prep", "the OCR subtitle filter")
+    if settings.clips == "scenes":
+        require("scenedetect", "prep", "shot detection (--clips scenes)")
+    if engine == "ray":
+        require("ray", "ray", "the Ray engine (--engine ray)")
+
+
 def run_prep(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -272,6 +290,7 @@ def run_prep(
     if workers < 0:
         raise ConfigError(f"--workers must be at least 0, got {workers}")
     shard, num_shards = shard_from_environment(shard, num_shards)
+    check_requirements(settings, engine)
     sources = discover(inputs, captions)
     out_dir = Path(out_dir)
     progress = progress or ProgressHook()
@@ -322,8 +341,10 @@ def _count(result: PrepResult, rows: Iterable[dict[str, Any]]) -> None:
         result.kept += bool(row["keep"])
 
 
-def _finish_shard(rows: list[dict[str, Any]], parquet: Path, done_path: Path, journal: Path,
-                  settings: PrepSettings, fingerprint: str, digest: str, index: int, num_shards: int) -> None:  # fmt: skip
+def _finish_shard(
+    rows: list[dict[str, Any]], parquet: Path, done_path: Path, journal: Path, settings: PrepSettings,
+    fingerprint: str, digest: str, index: int, num_shards: int,
+) -> None:
     import shutil
 
     missing = [name for name in MANIFEST_COLUMNS if rows and name not in rows[0]]

@@ -78,7 +78,8 @@ class PrepSettings:
             ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
-            ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0), ("--caption-batch", self.caption_batch >= 1),
+            ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0),
+            ("--caption-batch", self.caption_batch >= 1),
         ]  # fmt: skip
         for flag, ok in checks:
             if not ok:

@@ -81,7 +81,8 @@ def list_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
     recorded as rejected ("file not found") like any other unreadable video.
     """
     if not inputs:
-        raise ConfigError("no input given", hint="pass folders of videos, video files or list files (.txt/.csv/.parquet)")
+        raise ConfigError("no input given",
+                          hint="pass folders of videos, video files or list files (.txt/.csv/.parquet)")
     paths: list[str] = []
     for item in inputs:
         path = Path(item).expanduser()

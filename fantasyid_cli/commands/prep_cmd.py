@@ -20,7 +20,7 @@ def prep_command(
     inputs: Annotated[
         list[str],
         typer.Argument(help="Folders of videos, video files, or lists (.txt / .csv / .parquet with a 'path' column). "
-                            "'merge OUT' merges the shards of OUT.", show_default=False),
+                            "'merge OUT' merges the shards of OUT.", show_default=False, metavar="VIDEOS"),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (shards, assets, manifest).")] = None,
     captions: Annotated[
@@ -29,19 +29,23 @@ def prep_command(
     clips: Annotated[str, typer.Option(help="fixed: back-to-back windows; scenes: PySceneDetect shots.")] = "fixed",
     frames: Annotated[int, typer.Option("--frames", help="Training frames per clip.")] = 49,
     fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
+    max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
     stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,text,views,3d,caption",
     sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
     ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
-    min_face_score: Annotated[float, typer.Option(help="Mean detector confidence of the main face (paper: 0.9).")] = 0.9,
+    min_face_score: Annotated[float, typer.Option(help="Mean main-face detector confidence (paper: 0.9).")] = 0.9,
     min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 64.0,
     max_no_face: Annotated[float, typer.Option(help="Largest fraction of sampled frames without a face.")] = 0.2,
     max_multi_face: Annotated[float, typer.Option(help="Largest fraction of frames with a second clear face.")] = 0.2,
     max_text: Annotated[float, typer.Option(help="Largest fraction of OCR frames with text (subtitles).")] = 0.2,
     views: Annotated[int, typer.Option(help="Face views chosen per clip (paper: 6).")] = 6,
     det_size: Annotated[int, typer.Option(help="Face detector input size (multiple of 32).")] = 640,
-    det_min_side: Annotated[int, typer.Option(help="Upscale frames whose shorter side is below this for detection.")] = 256,
-    face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = "buffalo_sc",
-    face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/ (default: $FANTASYID_HOME).")] = None,
+    det_min_side: Annotated[int, typer.Option(help="Upscale smaller frames (shorter side) for detection.")] = 256,
+    face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = (
+        "buffalo_sc"
+    ),
+    face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/ [default: "
+                                                        "$FANTASYID_HOME].")] = None,
     deca: Deca = None,
     flame: Flame = None,
     captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
@@ -107,7 +111,7 @@ def prep_command(
                       f"`fantasyid prep merge {out}` again", highlight=False, soft_wrap=True)  # fmt: skip
         return
     settings = PrepSettings(
-        clip_frames=frames, fps=fps, clips=clips, sample_frames=sample_frames, ocr_frames=ocr_frames,
+        clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, max_no_face=max_no_face,
         max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
         det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),

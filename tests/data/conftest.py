@@ -127,8 +127,9 @@ def media(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pa
     (folder / "empty.mp4").write_bytes(b"")
     data = (folder / "astronaut_motion.mp4").read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 5])
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=1", "-c:a", "aac", str(folder / "audio_only.mp4")], check=True)  # fmt: skip
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    sine = ["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac"]
+    subprocess.run([ffmpeg, "-loglevel", "error", *sine, str(folder / "audio_only.mp4")], check=True)
     write_frames(folder / "huge.mp4", [np.zeros((16, 5000, 3), np.uint8)] * 2)
 
     (root / "captions.csv").write_text(f"path,caption\nvideos/carphone.mp4,a man talks on the phone in a car\n",
@@ -159,7 +160,7 @@ def deca_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     arrays = {
         "v_template": model.v_template, "shapedirs": model.shapedirs, "posedirs": model.posedirs,
         "J_regressor": model.j_regressor, "weights": model.lbs_weights, "f": model.faces,
-        "kintree_table": np.stack([np.where(model.parents < 0, 4294967295, model.parents), np.arange(len(model.parents))]),
+        "kintree_table": np.stack([np.where(model.parents < 0, 2**32 - 1, model.parents), np.arange(5)]),
     }  # fmt: skip
     with open(folder / "generic_model.pkl", "wb") as handle:
         pickle.dump(arrays, handle, protocol=2)

@@ -39,8 +39,8 @@ def _prep_then_merge(tmp_path, media, face_root, capsys):
         shutil.copyfile(media / "videos" / name, videos / name)
     out = tmp_path / "data"
     argv = ["prep", str(videos), "--out", str(out), "--frames", "9", "--sample-frames", "6", "--ocr-frames", "1",
-            "--min-face-score", "0.7", "--min-face-size", "32", "--det-size", "320", "--face-root", str(face_root), "--stages",
-            "face,text,views,3d"]  # fmt: skip
+            "--min-face-score", "0.7", "--min-face-size", "32", "--det-size", "320", "--face-root", str(face_root),
+            "--stages", "face,text,views,3d"]  # fmt: skip
     code, stdout, stderr = _main(argv, capsys)
     assert code == 0, stderr
     assert "2 clips: 1 kept, 1 rejected" in stdout
@@ -97,6 +97,13 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
     code, _, stderr = _main(["prep", str(tmp_path), "--out", str(tmp_path / "o"), *argv], capsys)
     assert code == 1 and message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()  # checked before anything is written
+
+
+def test_missing_face_pack_is_reported_before_any_work(tmp_path, media, capsys):
+    out = tmp_path / "o"
+    code, _, stderr = _main(["prep", str(media / "videos"), "--out", str(out), "--face-root", str(tmp_path)], capsys)
+    assert code == 1 and "face model pack 'buffalo_sc' not found" in stderr and "hint:" in stderr
+    assert not out.exists()
 
 
 def test_merge_needs_finished_shards(tmp_path, media, face_root, capsys):

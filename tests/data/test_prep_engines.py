@@ -56,6 +56,17 @@ def test_ray_engine_equals_local(tmp_path, small_media, small_settings, small_ru
     same_assets(out, small_run[0])
 
 
+@pytest.mark.slow
+def test_process_pool_equals_one_process(tmp_path, small_media, small_settings, small_run):
+    out = tmp_path / "pool"
+    result = run_prep([small_media], out, small_settings, workers=2)
+    assert result.shards_run == [0]
+    journals = list((out / "shards").glob("*.journal"))
+    assert not journals  # the workers' journals were folded into the shard
+    same_manifest(read_manifest(merge_shards(out).manifest), small_run[1])
+    same_assets(out, small_run[0])
+
+
 def test_shards_merged_equal_one_run(tmp_path, small_media, small_settings, small_run):
     out = tmp_path / "sharded"
     for shard in range(3):

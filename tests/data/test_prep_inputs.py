@@ -11,8 +11,15 @@ import pytest
 
 from fantasyid.data.clips import clip_length, fixed_windows, plan_clips, scene_windows, training_indices
 from fantasyid.data.settings import PrepSettings
-from fantasyid.data.sources import (VideoSource, discover, list_inputs, read_captions, select_shard, shard_from_environment,
-                                    shard_of)  # fmt: skip
+from fantasyid.data.sources import (
+    VideoSource,
+    discover,
+    list_inputs,
+    read_captions,
+    select_shard,
+    shard_from_environment,
+    shard_of,
+)
 from fantasyid.errors import ConfigError, InputError
 
 
