@@ -159,7 +159,9 @@ def main() -> None:
     print(f"## fantasyid prep on this CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {clips} clips, {kept} kept)\n")
     print(stages.round(3).to_markdown())
-    print("\ncaption: the tiny random BLIP (code path only); decode: frames the stages read, one pass per video\n")
+    print("\ncaption: the tiny random BLIP (code path only); decode: frames the stages read, one pass per video; "
+          "face: the offline buffalo_sc detector (SCRFD-500M; antelopev2's SCRFD-10G has ~20x its FLOPs); "
+          "CPU s: this process's CPU time, one thread\n")
     print(pd.DataFrame(whole).set_index("pipeline").round(3).to_markdown())
     print("\nwhole runs: wall time including model loading (and Ray's start), on 2 cores shared with other jobs")
 
