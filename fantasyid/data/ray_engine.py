@@ -2,7 +2,8 @@
 
 Probing and decoding run as CPU tasks (``flat_map``: one video in, its clip records out); each model stage (face
 detection, OCR, views, DECA, captioning) runs as an actor pool (``map_batches`` with ``ActorPoolStrategy``), so each
-model loads once per actor. DECA and the captioner ask for a GPU when the cluster has one. Records stream back to
+model loads once per actor. DECA and the captioner ask for a GPU when the cluster has one and ``--device`` is
+``auto`` or ``cuda``. Records stream back to
 the driver, which journals each finished clip exactly as the local engine does: the same rows, the same resume.
 """
 
@@ -101,7 +102,8 @@ def _run(ray, tasks, settings, out_dir, num_shards, emit, workers, on_video) -> 
     shard_of_path = {item["path"]: item["shard"] for item in items}
     dataset = ray.data.from_items(items).flat_map(_Decode(settings, num_shards), num_cpus=cpu_share)
     for name in stages:
-        gpu = min(1.0, gpus / workers) if gpus and name in GPU_STAGES else 0
+        on_gpu = gpus and name in GPU_STAGES and settings.device != "cpu"  # --device auto or cuda asks for one
+        gpu = min(1.0, gpus / workers) if on_gpu else 0
         dataset = dataset.map_batches(
             _StageActor,
             fn_constructor_args=(name, settings, str(out_dir)),
