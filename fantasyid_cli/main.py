@@ -43,6 +43,7 @@ app = typer.Typer(
         "  fantasyid --version\n\n"
         "  fantasyid generate --ref me.png --prompt \"a woman walks on the beach\"\n\n"
         "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
+        "  fantasyid prep videos/ --out data/ && fantasyid prep merge data/\n\n"
         "Set FANTASYID_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
@@ -73,12 +74,14 @@ from .commands.generate_cmd import generate  # noqa: E402  (imports no torch at 
 from .commands.edit_shape_cmd import edit_shape  # noqa: E402  (imports no torch at module level)
 
 from .commands.models_cmd import app as models_app  # noqa: E402
+from .commands.prep_cmd import prep_command  # noqa: E402  (imports no torch at module level)
 
 app.command("generate", help=generate.__doc__)(generate)
 app.command("edit-shape", help=edit_shape.__doc__)(edit_shape)
 app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)
+app.command("prep")(prep_command)
 
 for _name in PENDING:
     register_pending(app, _name)

@@ -44,3 +44,18 @@ def face_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fantasyid_home")
     install_buffalo_sc(root)
     return root
+
+
+@pytest.fixture
+def run_main(capsys):
+    """``run_main(argv) -> (exit code, stdout, stderr)``: the real ``fantasyid`` entry point, typed errors included
+    (one line + hint, exit 1)."""
+    from fantasyid_cli import main as cli_main
+
+    def run(argv):
+        with pytest.raises(SystemExit) as caught:
+            cli_main.main(argv)
+        captured = capsys.readouterr()
+        return caught.value.code, captured.out, captured.err
+
+    return run
