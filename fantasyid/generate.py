@@ -76,15 +76,16 @@ class GenerateSettings:
         """Settings with the unset sizes filled in for ``model``: the release's defaults, or for ``tiny`` the tiny
         model's (4 steps, 9 frames, 64×64). A value given (even 0, which is then refused) is never replaced."""
         tiny = model == "tiny"
+        saved = _saved_checkpoint_size(model)  # our own checkpoint folder: the size its model was built for
 
         def pick(value: int | None, tiny_default: int, default: int) -> int:
             return value if value is not None else (tiny_default if tiny else default)
 
         return cls(
             steps=pick(steps, 4, 50),
-            frames=pick(frames, 9, 49),
-            height=pick(height, 64, 480),
-            width=pick(width, 64, 720),
+            frames=frames if frames is not None else (saved[0] if saved else pick(None, 9, 49)),
+            height=height if height is not None else (saved[1] if saved else pick(None, 64, 480)),
+            width=width if width is not None else (saved[2] if saved else pick(None, 64, 720)),
             **others,
         )
 
@@ -120,6 +121,24 @@ class GenerateSettings:
     def request(self) -> dict[str, Any]:
         """The settings that change a video (the per-item seed and the negative prompt are kept apart)."""
         return {key: value for key, value in asdict(self).items() if key not in ("seed", "negative_prompt")}
+
+
+def _saved_checkpoint_size(model: str) -> tuple[int, int, int] | None:
+    """(frames, height, width) a checkpoint folder in our format was built for, read from its configs (no torch):
+    the transformer's ``sample_frames`` and latent ``sample_height/width`` times the VAE's spatial factor. ``None``
+    for anything else (``tiny``, ``released``, a hub id, the release's own folder)."""
+    folder = Path(model).expanduser()
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        if not isinstance(index, dict) or not isinstance(index.get("fantasyid"), dict):
+            return None
+        transformer = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
+        return (int(transformer["sample_frames"]), int(transformer["sample_height"]) * scale,
+                int(transformer["sample_width"]) * scale)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not our folder (or unreadable): the loader says what is wrong later
 
 
 @dataclass
