@@ -305,10 +305,12 @@ def run_generation(
     download: bool = False,
     console=None,
     loaded=None,
+    step_callback: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
     """Load the pipeline once, then make every item (what ``fantasyid generate`` runs), with Rich progress bars.
 
     ``loaded`` (a :class:`~fantasyid.pipelines.loading.LoadedPipeline` of ``model``) skips loading it again.
+    ``step_callback(done, total)`` is called after every denoising step (the web app's progress bar).
     """
     import PIL.Image
     import torch
@@ -345,6 +347,8 @@ def run_generation(
 
         def on_step(pipeline, step, timestep, tensors):
             progress.update(steps, completed=step + 1)
+            if step_callback is not None:
+                step_callback(step + 1, settings.steps)
             return {}
 
         def runner(item: GenerationItem, seed: int):
