@@ -220,6 +220,8 @@ class AppBackend:
             steps = None if steps in (None, "") else int(steps)
         except (TypeError, ValueError):
             raise InputError("seed and steps must be whole numbers") from None
+        if steps is not None and steps < 1:
+            raise InputError(f"steps must be ≥ 1, got {steps}")
         settings = GenerateSettings.for_model(
             self.config.model, steps=steps, frames=self.config.frames, height=self.config.height,
             width=self.config.width, guidance=float(guidance), fps=self.config.fps, seed=seed,

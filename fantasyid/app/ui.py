@@ -67,7 +67,7 @@ def build_app(backend: AppBackend) -> Any:
                         guidance = gr.Number(value=6.0, label="Guidance", elem_id="guidance")
                     with gr.Accordion("Face shape (3D, FLAME)", open=False):
                         sliders = [
-                            gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.25,
+                            gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.1,
                                       label=f"{trait.name} (sd; {trait.description})",
                                       elem_id=f"trait-{trait.name}")  # fmt: skip
                             for trait in TRAITS
