@@ -117,6 +117,10 @@ def summarise(answers: Any, methods: list[str], *, seed: int = 0) -> Any:
     return pd.DataFrame(rows)
 
 
+def _latex_escape(text: str) -> str:
+    return "".join("\\" + char if char in "&%$#_{}" else char for char in str(text))
+
+
 def wide_table(table: Any, latex: bool) -> Any:
     """Table 1's layout: a row per method, a column per criterion (``mean [low, high]``), raters and items; the
     best mean of each criterion in bold."""
@@ -124,7 +128,7 @@ def wide_table(table: Any, latex: bool) -> Any:
     best = table.groupby("criterion")["mean"].max()
     rows = []
     for method, mine in table.groupby("method", sort=False):
-        row: dict[str, Any] = {"Method": method}
+        row: dict[str, Any] = {"Method": _latex_escape(method) if latex else method}
         for record in mine.itertuples():
             cell = "—" if np.isnan(record.mean) else f"{record.mean:.2f} [{record.ci_low:.2f}, {record.ci_high:.2f}]"
             if not np.isnan(record.mean) and record.mean == best[record.criterion]:

@@ -57,7 +57,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1100px;color:#222}
 .media{display:flex;gap:1.5rem;align-items:flex-start;flex-wrap:wrap}
 figure{margin:0}figcaption{font-weight:600;margin:.3rem 0}
-img.ref{max-height:260px;max-width:300px;border:1px solid #ccc}video{max-height:320px;max-width:460px;background:#000}
+img.ref{width:240px;border:1px solid #ccc}video{width:320px;background:#000}
 table{border-collapse:collapse;margin-top:1rem}td,th{padding:.35rem .7rem;border-bottom:1px solid #ddd;text-align:left}
 input[type=number]{width:4.5rem}button{margin-top:1rem;padding:.5rem 1.5rem;font-size:1rem}
 .progress{color:#555}.error{color:#b00020;font-weight:600}
