@@ -75,7 +75,7 @@ def _answer(driver, link: str, scores: list[int]) -> str:
 
 @pytest.mark.slow
 def test_two_raters_kill_restart_report(tmp_path, chrome, free_port, screenshot):
-    from conftest import make_runs
+    from study_runs import make_runs
     from selenium.webdriver.common.by import By
 
     runs = make_runs(tmp_path / "runs", methods=("ours", "baseline"), references=2)

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import METHODS, make_runs
+from study_runs import METHODS, make_runs
 
 from fantasyid.errors import InputError
 from fantasyid.study import build_study

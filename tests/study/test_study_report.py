@@ -7,7 +7,7 @@ from contextlib import closing
 
 import numpy as np
 import pytest
-from conftest import METHODS
+from study_runs import METHODS
 
 from fantasyid.errors import InputError
 from fantasyid.study import CRITERIA, build_study
