@@ -91,14 +91,18 @@ def _read_sidecar(video: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def collect_groups(run_dirs: list[Path], names: list[str]) -> tuple[dict[tuple[str, str], dict[str, _Video]], list[str]]:
+Groups = dict[tuple[str, str], dict[str, _Video]]  #: (reference sha256, prompt) → method → video
+
+
+def collect_groups(run_dirs: list[Path], names: list[str]) -> tuple[Groups, list[str]]:
     """Videos of every run, grouped by (reference hash, prompt): ``{group: {method: video}}``, plus notes."""
     notes: list[str] = []
-    groups: dict[tuple[str, str], dict[str, _Video]] = {}
+    groups: Groups = {}
     for run, method in zip(run_dirs, names):
         videos = sorted(run.glob("*.mp4"))
         if not videos:
-            raise InputError(f"run folder '{run}' has no .mp4 videos", hint="give folders written by fantasyid generate")
+            raise InputError(f"run folder '{run}' has no .mp4 videos",
+                             hint="give folders written by fantasyid generate")  # fmt: skip
         for video in videos:
             sidecar = _read_sidecar(video)
             ref = Path(str(sidecar.get("ref") or "")) if sidecar else None

@@ -190,7 +190,7 @@ def report_study(
     report = StudyReport(table, attention, failed, excluded, int(counted["rater"].nunique()))
 
     out.mkdir(parents=True, exist_ok=True)
-    caption = (f"Mean score (0–10) per method and criterion with 95 % percentile bootstrap intervals over the scores; "
+    caption = ("Mean score (0–10) per method and criterion with 95 % percentile bootstrap intervals over the scores; "
                f"{report.raters} raters" + (f" ({len(excluded)} excluded for failed attention checks)" if excluded
                                             else "") + ".")  # fmt: skip
     markdown = wide_table(table, latex=False).to_markdown(index=False)

@@ -81,7 +81,8 @@ def _item_page(study: dict[str, Any], rater: dict[str, Any], position: int, done
         figures.append(f"<figure><figcaption>{label}</figcaption><video src='/media/{video}' controls loop muted "
                        f"autoplay playsinline></video></figure>")  # fmt: skip
     low, high = study["scale"]
-    header = "".join(f"<th>{'Score' if single else 'Video ' + letters[slot]}</th>" for slot in range(len(item["videos"])))
+    slots = range(len(item["videos"]))
+    header = "".join(f"<th>{'Score' if single else 'Video ' + letters[slot]}</th>" for slot in slots)
     rows = []
     for key, label in study["criteria"].items():
         cells = "".join(

@@ -86,7 +86,8 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
     # the browser can play it: metadata decoded, a duration, no media error
     state = _wait(lambda: chrome.execute_script(
         "const v = document.querySelector('#video video');"
-        "return v.readyState >= 1 && v.duration > 0 ? [v.readyState, v.duration, v.error] : null;"), timeout=60)  # fmt: skip
+        "return v.readyState >= 1 && v.duration > 0 ? [v.readyState, v.duration, v.error] : null;"),
+        timeout=60)  # fmt: skip
     assert state[2] is None and state[1] > 0
     assert "made app_" in _text(chrome, "status")
     screenshot(chrome, "app.png")

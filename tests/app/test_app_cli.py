@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_app_and_study_and_imports_neither_gradio_nor_fastapi():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and " app " in result.output and " study " in result.output
-    for command in (["app", "--help"], ["study", "--help"], ["study", "build", "--help"], ["study", "report", "--help"]):
+    for command in (["app", "--help"], ["study", "--help"], ["study", "build", "--help"], ["study", "serve", "--help"]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0 and "Examples" in result.output, command
     code = ("import sys\nfrom fantasyid_cli.main import main\ntry:\n    main(['study', '--help'])\nexcept SystemExit:\n"
