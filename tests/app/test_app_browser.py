@@ -101,3 +101,27 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
     assert sidecar["status"] == "done" and sidecar["model"]["model"] == "tiny"
     assert sidecar["settings"]["steps"] == 4 and Path(sidecar["ref"]).parent == out / "refs"
     assert sidecar["prompt"] == "a person smiles at the camera"
+
+
+def test_one_generation_at_a_time(served):
+    """Two generations submitted together: the second waits in the queue (its position is reported) until the
+    first is done."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    url, _, out = served
+    client = Client(url, verbose=False)
+    arguments = [handle_file(str(EXAMPLE)), "a person nods", 1, 12, 6.0, *([0.0] * 7)]
+    first = client.submit(*arguments, api_name="/on_generate")
+    second = client.submit(*arguments[:2], 2, *arguments[3:], api_name="/on_generate")
+    seen_waiting = False
+    deadline = time.monotonic() + 300
+    while not (first.done() and second.done()) and time.monotonic() < deadline:
+        status = second.status()
+        if status.code == Status.IN_QUEUE and status.rank is not None and not first.done():
+            seen_waiting = True
+        time.sleep(0.05)
+    assert seen_waiting, "the second generation never waited in the queue"
+    statuses = [result[2] for result in (first.result(), second.result())]
+    assert all(status.startswith("made app_") for status in statuses), statuses
+    assert len(list(out.glob("app_*_s1.mp4"))) == 1 and len(list(out.glob("app_*_s2.mp4"))) == 1
