@@ -86,7 +86,7 @@ def _save_screenshot(driver, name: str) -> None:
     import PIL.Image
 
     image = PIL.Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
-    image.thumbnail((960, 960))
+    image.thumbnail((900, 1400))
     Path(folder).mkdir(parents=True, exist_ok=True)
     image.quantize(colors=128).save(Path(folder) / name, optimize=True)
 

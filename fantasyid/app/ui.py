@@ -17,13 +17,13 @@ from fantasyid.errors import FantasyIDError
 
 from .backend import SLIDER_RANGE, AppBackend, error_text
 
-__all__ = ["build_app", "launch_app"]
+__all__ = ["build_app", "launch_app", "require_gradio"]
 
 #: Gradio's own limit on uploads (bigger files are refused before they reach the app).
 GRADIO_MAX_FILE_SIZE = "200mb"
 
 
-def _gradio():
+def require_gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no request leaves the machine at start-up
     from fantasyid.errors import require
 
@@ -37,7 +37,7 @@ def _shown(text: str) -> str:
 
 def build_app(backend: AppBackend) -> Any:
     """The page (a ``gradio.Blocks``), not yet launched."""
-    gr = _gradio()
+    gr = require_gradio()
     from fantasyid.editing import TRAITS
 
     info = backend.loaded.info
@@ -58,6 +58,8 @@ def build_app(backend: AppBackend) -> Any:
                                     elem_id="photo")  # fmt: skip
                     face = gr.Image(label="Faces found", interactive=False, height=260, elem_id="face")
                     face_status = gr.Markdown(elem_id="face-status")
+                    status = gr.Markdown(elem_id="status")
+                    video = gr.Video(label="Video", interactive=False, elem_id="video")
                 with gr.Column():
                     prompt = gr.Textbox(label="Prompt", value="a person smiles at the camera", lines=2,
                                         elem_id="prompt")  # fmt: skip
@@ -72,14 +74,11 @@ def build_app(backend: AppBackend) -> Any:
                                       elem_id=f"trait-{trait.name}")  # fmt: skip
                             for trait in TRAITS
                         ]
-                        preview = gr.Image(label="FLAME preview: original / edited", interactive=False,
+                        preview = gr.Image(label="FLAME preview: original / edited", interactive=False, height=420,
                                            elem_id="preview")  # fmt: skip
                         shape_status = gr.Markdown(elem_id="shape-status")
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
-            status = gr.Markdown(elem_id="status")
-            with gr.Row():
-                video = gr.Video(label="Video", interactive=False, elem_id="video")
-                sidecar = gr.JSON(label="Sidecar (as fantasyid generate writes it)", elem_id="sidecar")
+            sidecar = gr.JSON(label="Sidecar (as fantasyid generate writes it)", elem_id="sidecar")
         with gr.Tab("Evaluate"):
             gr.Markdown("RS, IFS and FM of the last video against its reference photo, as `fantasyid eval` computes "
                         "them (the sidecar names the reference).")  # fmt: skip

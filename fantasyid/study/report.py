@@ -84,7 +84,7 @@ def attention_frame(folder: str | Path, answers: Any, tolerance: float = 2.0) ->
     """One row per answered attention check: the mean absolute difference from the original and pass/fail."""
     pd = require("pandas", "data", "the study report")
     study = load_study(folder)
-    scores = answers.set_index(["rater", "position", "slot", "criterion"])["score"]
+    scores = answers.set_index(["rater", "position", "slot", "criterion"])["score"].sort_index()
     rows = []
     for rater in study["raters"]:
         for position, original in rater["checks"].items():

@@ -47,9 +47,9 @@ def app_command(
       fantasyid app --host 0.0.0.0                  # reachable from the network (no login: trusted networks only)
     """
     from fantasyid.app import AppBackend, AppConfig
-    from fantasyid.app.ui import _gradio, launch_app
+    from fantasyid.app.ui import require_gradio, launch_app
 
-    _gradio()  # the 'app' extra is installed: checked before the model loads
+    require_gradio()  # the 'app' extra is installed: checked before the model loads
     config = AppConfig(model=model, out=out, device=device, dtype=dtype, face_root=face_root, frames=frames,
                        height=height, width=width, fps=fps, flame=flame, deca=deca)  # fmt: skip
     with err_console.status(f"loading the {model} model…"):

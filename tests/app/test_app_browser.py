@@ -80,6 +80,16 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
     chrome.find_element(By.CSS_SELECTOR, "#photo button[aria-label='Clear']").click()
     _upload(chrome, EXAMPLE)
     _wait(lambda: "1 face found" in _text(chrome, "face-status"))
+    # a shape slider: clicking right of its middle widens the face; the FLAME preview and the trait table update
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    next(b for b in chrome.find_elements(By.TAG_NAME, "button") if "Face shape" in b.text).click()
+    track = _wait(lambda: chrome.find_elements(By.CSS_SELECTOR, "#trait-face_width input[type=range]"))[0]
+    ActionChains(chrome).move_to_element_with_offset(track, track.size["width"] // 8, 0).click().perform()
+    summary = _wait(lambda: "moved by" in _text(chrome, "shape-status") and _text(chrome, "shape-status"))
+    before, after = (float(v) for v in summary.split("face_width: ")[1].split(" mm")[0].split(" → "))
+    assert after > before
+    assert _wait(lambda: chrome.execute_script("const i = document.querySelector('#preview img'); return i && i.src"))
     chrome.find_element(By.ID, "generate").click()
     source = _wait(lambda: chrome.execute_script(
         "const v = document.querySelector('#video video'); return v && v.currentSrc;"), timeout=300)  # fmt: skip
@@ -90,6 +100,8 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
         timeout=60)  # fmt: skip
     assert state[2] is None and state[1] > 0
     assert "made app_" in _text(chrome, "status")
+    chrome.set_window_size(1280, 1900)  # the whole page for the README picture
+    chrome.execute_script("window.scrollTo(0, 0)")
     screenshot(chrome, "app.png")
 
     # the served source is the very mp4 written to the output folder, beside its sidecar (as fantasyid generate)
@@ -101,6 +113,8 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
     assert sidecar["status"] == "done" and sidecar["model"]["model"] == "tiny"
     assert sidecar["settings"]["steps"] == 4 and Path(sidecar["ref"]).parent == out / "refs"
     assert sidecar["prompt"] == "a person smiles at the camera"
+    shape = Path(sidecar["model"]["shape_file"])  # generated with the edited face
+    assert shape.parent == out / "shapes" and shape.name.startswith(Path(sidecar["ref"]).stem + "_face_width+")
 
 
 def test_one_generation_at_a_time(served):
@@ -111,9 +125,10 @@ def test_one_generation_at_a_time(served):
 
     url, _, out = served
     client = Client(url, verbose=False)
-    arguments = [handle_file(str(EXAMPLE)), "a person nods", 1, 12, 6.0, *([0.0] * 7)]
-    first = client.submit(*arguments, api_name="/on_generate")
-    second = client.submit(*arguments[:2], 2, *arguments[3:], api_name="/on_generate")
+    photo = handle_file(str(EXAMPLE))
+    # the first is long enough (40 steps) for the second to join the queue while it runs
+    first = client.submit(photo, "a person nods", 1, 40, 6.0, *([0.0] * 7), api_name="/on_generate")
+    second = client.submit(photo, "a person nods", 2, 1, 6.0, *([0.0] * 7), api_name="/on_generate")
     seen_waiting = False
     deadline = time.monotonic() + 300
     while not (first.done() and second.done()) and time.monotonic() < deadline:
