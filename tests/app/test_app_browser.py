@@ -100,6 +100,13 @@ def test_generate_in_browser(served, chrome, screenshot, tmp_path):
         timeout=60)  # fmt: skip
     assert state[2] is None and state[1] > 0
     assert "made app_" in _text(chrome, "status")
+    # the Evaluate tab: RS / IFS / FM of that video against its reference, as fantasyid eval
+    next(b for b in chrome.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == "Evaluate").click()
+    chrome.find_element(By.ID, "evaluate").click()
+    table = _wait(lambda: "frames evaluated" in _text(chrome, "metrics") and _text(chrome, "metrics"))
+    assert "RS" in table and "IFS" in table and "FM" in table and "9 frames evaluated" in table
+    next(b for b in chrome.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == "Generate").click()
+
     chrome.set_window_size(1280, 1900)  # the whole page for the README picture
     chrome.execute_script("window.scrollTo(0, 0)")
     screenshot(chrome, "app.png")
