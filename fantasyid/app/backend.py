@@ -177,6 +177,7 @@ class AppBackend:
         shape, preview = self.out / "shapes" / f"{stem}.npz", self.out / "shapes" / f"{stem}.png"
         request = EditShapeRequest(
             edits=edits, out=shape, ref=photo, preview=preview, model=self.config.model, device=self._device(),
+            mode=getattr(self.loaded, "variant", None),
             face_root=self.config.face_root, flame=self.config.flame, deca=self.config.deca, loaded=self.loaded,
         )
         with self._lock:
@@ -220,8 +221,6 @@ class AppBackend:
             steps = None if steps in (None, "") else int(steps)
         except (TypeError, ValueError):
             raise InputError("seed and steps must be whole numbers") from None
-        if steps is not None and steps < 1:
-            raise InputError(f"steps must be ≥ 1, got {steps}")
         settings = GenerateSettings.for_model(
             self.config.model, steps=steps, frames=self.config.frames, height=self.config.height,
             width=self.config.width, guidance=float(guidance), fps=self.config.fps, seed=seed,
