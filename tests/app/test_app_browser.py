@@ -133,12 +133,13 @@ def test_one_generation_at_a_time(served):
     url, _, out = served
     client = Client(url, verbose=False)
     photo = handle_file(str(EXAMPLE))
-    # the first is long enough (40 steps) for the second to join the queue while it runs
-    first = client.submit(photo, "a person nods", 1, 40, 6.0, *([0.0] * 7), api_name="/on_generate")
+    # the first runs long enough (60 steps) for the second to be sent and to join the queue while it runs
+    first = client.submit(photo, "a person nods", 1, 60, 6.0, *([0.0] * 7), api_name="/on_generate")
+    _wait(lambda: first.status().code == Status.PROCESSING or first.done(), timeout=120, every=0.05)
     second = client.submit(photo, "a person nods", 2, 1, 6.0, *([0.0] * 7), api_name="/on_generate")
     seen_waiting = False
     deadline = time.monotonic() + 300
-    while not (first.done() and second.done()) and time.monotonic() < deadline:
+    while not second.done() and time.monotonic() < deadline:
         status = second.status()
         if status.code == Status.IN_QUEUE and status.rank is not None and not first.done():
             seen_waiting = True
