@@ -18,6 +18,7 @@ import csv
 import json
 import re
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ class GenerateSettings:
 
     steps: int = 50  #: denoising steps
     guidance: float = 6.0  #: classifier-free guidance scale (text only)
-    frames: int = 49  #: output frames (1 + a multiple of 4)
+    frames: int = 49  #: output frames (1 + a multiple of 8)
     height: int = 480
     width: int = 720
     fps: int = 8
@@ -147,6 +148,7 @@ class ItemResult:
     seconds: float = 0.0
     note: str | None = None  #: why it was (re)made: the request changed, the mp4 was broken, a dead claim was taken
     index: int = 0  #: position in the batch
+    traceback: str | None = None  #: of a failure, for FANTASYID_DEBUG=1
 
 
 @dataclass
@@ -479,7 +481,8 @@ def _make_item(runner, item, seed, stem, settings, folder: BatchFolder, model_in
         except FantasyIDError as exc:
             message = exc.message + (f" ({exc.hint})" if exc.hint else "")
             folder.record_failure(stem, message)
-            return ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start, note=text)
+            return ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start, note=text,
+                              traceback=traceback.format_exc())
 
 
 def _write_checked_video(video: Path, frames, settings: GenerateSettings) -> None:
@@ -601,7 +604,7 @@ def run_generation(
     from .face.shape import check_shape_mode, load_shape_file
     from .io import check_output_dir
     from .pipelines.acceleration import describe_skips
-    from .pipelines.loading import load_pipeline
+    from .pipelines.loading import fit_size, load_pipeline
 
     console = console or Console(stderr=True)
     check_output_dir(out_dir)
@@ -627,8 +630,10 @@ def run_generation(
                     model, variant=variant, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
                     mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
                     deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
+                    height=settings.height, width=settings.width,
                 )
                 progress.remove_task(loading)
+            fit_size(state["loaded"], settings.height, settings.width)  # tiny takes any size; a fixed-size one refuses
             if shape is not None:
                 check_shape_mode(shape, state["loaded"].variant)  # a SHAPE.npz of the other mode is refused
             info = state["loaded"].info

@@ -3,7 +3,7 @@
 
 Models (``model``):
 
-* ``tiny``: the tiny model's FLAME-format sphere (:func:`fantasyid.pipelines.loading.synthetic_flame_model`), and
+* ``tiny``: the tiny model's FLAME-format sphere (:func:`fantasyid.face.shape.synthetic_flame_model`), and
   for a photo the very DECA encoder (random weights) and face detector (buffalo_sc) that ``generate --model tiny``
   uses, taken from :func:`~fantasyid.pipelines.loading.load_pipeline` so that an unedited shape is exactly what
   ``generate`` would have estimated.
@@ -143,7 +143,8 @@ def _build_tools(request: EditShapeRequest, model: str, device: str, need_photo:
         return _Tools(ShapeEditor(deca_flame.flame, landmarks=landmarks, **limits), deca_flame, analyzer, request.loaded)
     if model == "tiny":
         from fantasyid.face.flame import FlameLayer
-        from fantasyid.pipelines.loading import load_pipeline, synthetic_flame_model
+        from fantasyid.face.shape import synthetic_flame_model
+        from fantasyid.pipelines.loading import load_pipeline
 
         if need_photo:
             loaded = load_pipeline("tiny", device=device,

@@ -183,3 +183,19 @@ def test_generate_cli_with_a_saved_checkpoint(saved, astronaut, tmp_path, monkey
     assert exited.value.code == 1
     err = " ".join(capsys.readouterr().err.split())
     assert f"error: 'shape.npz' was written for the {other} mode, but this model is the {variant} variant" in err
+
+
+def test_models_command_reads_our_format(saved, tmp_path):
+    from fantasyid.hub import check_model
+
+    variant, folder, _ = saved
+    (report,) = check_model(str(folder))  # the tiny model carries its own DECA + FLAME: nothing else needed
+    assert report.found and report.what == f"a fantasyid checkpoint ({variant} variant)"
+    copy = _copy(folder, tmp_path / "copy")
+    shutil.rmtree(copy / "vae")
+    (report,) = check_model(str(copy))
+    assert not report.found and "has no vae/ folder" in report.where
+    shutil.rmtree(copy / "shape_estimator")
+    shutil.copytree(folder / "vae", copy / "vae", copy_function=os.link)
+    reports = check_model(str(copy), flame=str(tmp_path / "none.pkl"))
+    assert [r.name for r in reports] == ["fantasyid", "flame", "deca"] and not reports[1].found
