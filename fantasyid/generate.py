@@ -603,13 +603,15 @@ def run_generation(
     shard: Shard | None = None,
     no_overwrite: bool = False,
     claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    step_callback: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
     """Make every item of ``shard`` (what ``fantasyid generate`` runs), with Rich progress bars.
 
     The output folder is checked first; the pipeline is loaded once, when the first item that is not done yet is
     claimed (a rerun of a finished batch loads nothing). ``loaded`` (a
     :class:`~fantasyid.pipelines.loading.LoadedPipeline` of ``model``) skips loading. With ``device`` ``auto`` or
-    ``cuda``, a launcher's ``LOCAL_RANK`` picks the GPU.
+    ``cuda``, a launcher's ``LOCAL_RANK`` picks the GPU. ``step_callback(done, total)`` is called after every
+    denoising step (the web app's progress bar).
     """
     import PIL.Image
     import torch
@@ -668,6 +670,8 @@ def run_generation(
 
         def on_step(pipeline, step, timestep, tensors):
             progress.update(steps, completed=step + 1)
+            if step_callback is not None:
+                step_callback(step + 1, settings.steps)
             return {}
 
         def runner(item: GenerationItem, seed: int):

@@ -44,6 +44,7 @@ app = typer.Typer(
         "  fantasyid generate --ref me.png --prompt \"a woman walks on the beach\"\n\n"
         "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
         "  fantasyid prep videos/ --out data/ && fantasyid prep merge data/\n\n"
+        "  fantasyid app --model tiny\n\n"
         "Set FANTASYID_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
@@ -82,6 +83,12 @@ app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)
 app.command("prep")(prep_command)
+
+from .commands.app_cmd import app_command  # noqa: E402  (imports no torch or gradio at module level)
+from .commands.study_cmd import app as study_app  # noqa: E402
+
+app.command("app")(app_command)
+app.add_typer(study_app, name="study")
 
 for _name in PENDING:
     register_pending(app, _name)
