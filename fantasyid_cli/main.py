@@ -22,6 +22,7 @@ app = typer.Typer(
         "  fantasyid --version\n\n"
         "  fantasyid generate --ref me.png --prompt \"a woman walks on the beach\"\n\n"
         "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
+        "  fantasyid train examples/train/tiny.yaml\n\n"
         "Set FANTASYID_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
@@ -58,6 +59,10 @@ app.command("edit-shape", help=edit_shape.__doc__)(edit_shape)
 app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)
+
+from .commands.train_cmd import train_command  # noqa: E402  (imports no torch at module level)
+
+app.command("train", help=train_command.__doc__)(train_command)
 
 for _name in PENDING:
     register_pending(app, _name)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from fantasyid import __version__
 from fantasyid.errors import InputError
 from fantasyid_cli import main as cli_main
+from fantasyid_cli.commands.pending import PENDING
 
 runner = CliRunner()
 
@@ -29,7 +30,7 @@ def test_version():
     assert __version__ in result.output
 
 
-@pytest.mark.parametrize("name", ["prep", "train"])
+@pytest.mark.parametrize("name", sorted(PENDING))
 def test_pending_command_exits_2_with_one_line(name):
     result = runner.invoke(cli_main.app, [name, "--anything", "x"])
     assert result.exit_code == 2
