@@ -71,7 +71,7 @@ def _read_decord(path: Path, indices: Sequence[int]) -> np.ndarray:
         if max(indices) >= len(reader):
             raise VideoReadError(path, f"frame {max(indices)} asked, the video has {len(reader)}")
         return reader.get_batch(list(indices)).asnumpy()  # (N, H, W, 3) uint8 RGB
-    except decord.DECORDError as exc:
+    except (decord.DECORDError, RuntimeError) as exc:  # decord raises RuntimeError when it cannot open a file
         raise VideoReadError(path, f"decord cannot read it: {str(exc).splitlines()[0][:160]}") from exc
 
 
