@@ -294,11 +294,12 @@ def run_generation(
     out_dir: str | Path,
     *,
     model: str = "released",
+    variant: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
     offload: bool = False,
     shape: str | Path | None = None,
-    face_pack: str = "antelopev2",
+    face_pack: str | None = None,
     mesh: str | Path | None = None,
     flame: str | Path | None = None,
     deca: str | Path | None = None,
@@ -316,17 +317,20 @@ def run_generation(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .face import load_image
-    from .pipelines.loading import load_pipeline, load_shape_file
+    from .face.shape import check_shape_mode, load_shape_file
+    from .pipelines.loading import load_pipeline
 
     console = console or Console(stderr=True)
     vertices = load_shape_file(shape) if shape is not None else None
     if loaded is None:
         with console.status(f"loading the {model} model…"):
             loaded = load_pipeline(
-                model, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
+                model, variant=variant, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
                 mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
                 deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
             )
+    if shape is not None:
+        check_shape_mode(shape, loaded.variant)  # a SHAPE.npz of the other mode is refused
     if loaded.info.get("random_weights"):
         console.print(f"[yellow]note:[/] {loaded.info['note']}")
     pipe = loaded.pipe

@@ -73,6 +73,8 @@ def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: st
     t_config = transformer_config("tiny")
     if variant == "paper":
         t_config["identity_refiner"] = "conv"
+        # the paper lifts the identity to the DiT's hidden size (METHOD.md "Identity width (pinned)")
+        t_config["identity_dim"] = identity_encoder_config("tiny", variant="paper")["identity_dim"]
     tokenizer = tiny_tokenizer()
 
     torch.manual_seed(seed)

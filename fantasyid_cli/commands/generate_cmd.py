@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import console, err_console, fail
-from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
+from ..options import Deca, Device, Dtype, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = """
 Examples:
@@ -34,6 +34,9 @@ def generate(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder for the mp4 files and their JSON sidecars.")] = Path("outputs"),
     model: Annotated[str, typer.Option(help="released | tiny | PATH to a checkpoint folder.")] = "released",
+    variant: Annotated[
+        str | None, typer.Option(help="released | paper; default: the checkpoint's (paper needs a paper checkpoint).")
+    ] = None,
     seed: Seed = 42,
     steps: Steps = None,
     guidance: Guidance = 6.0,
@@ -45,7 +48,9 @@ def generate(
     device: Device = "auto",
     offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower).")] = False,
     shape: Annotated[Path | None, typer.Option(help="3D face to use: SHAPE.npz from edit-shape, or a .ply.")] = None,
-    face_pack: FacePack = "antelopev2",
+    face_pack: Annotated[
+        str | None, typer.Option(help="insightface pack [default: the checkpoint's; antelopev2 for the release].")
+    ] = None,
     mesh: Annotated[Path | None, typer.Option(help="The release's transform.pkl (mesh hierarchy).")] = None,
     flame: Flame = None,
     deca: Deca = None,
@@ -75,7 +80,7 @@ def generate(
     from fantasyid.generate import run_generation
 
     summary = run_generation(
-        items, settings, out, model=model, device=device, dtype=dtype, offload=offload, shape=shape,
+        items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, shape=shape,
         face_pack=face_pack, mesh=mesh, flame=flame, deca=deca, download=download, console=console,
     )
     summary.bad_rows.extend(bad_rows)
