@@ -87,6 +87,9 @@ class TrainSection:
     max_steps: int = 90000  #: optimizer steps
     seed: int = 42  #: seeds initialisation, data order, views, noise, timesteps and dropouts
     mixed_precision: str = "bf16"  #: ``no``, ``bf16`` or ``fp16``
+    #: timesteps are drawn uniformly from [first, last) (default: all of CogVideoX's 1000); a narrower, noisier range
+    #: makes the conditions (identity, text, frame 0) the only source of the video, as the identity test uses
+    timestep_range: list[int] = field(default_factory=lambda: [0, 1000])
 
 
 @dataclass
@@ -145,6 +148,8 @@ class TrainConfig:
                 f"train.global_batch ({t.global_batch}) must be a positive multiple of train.micro_batch "
                 f"({t.micro_batch})"
             )
+        if len(t.timestep_range) != 2 or not 0 <= t.timestep_range[0] < t.timestep_range[1] <= 1000:
+            raise ConfigError(f"train.timestep_range must be [first, last) within [0, 1000], got {t.timestep_range}")
         if t.max_steps < 1:
             raise ConfigError(f"train.max_steps must be at least 1, got {t.max_steps}")
         if self.validation.every and self.validation.references > d.holdout:
@@ -207,6 +212,10 @@ def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
             return float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from exc
+    if annotation.startswith("list[int]"):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"config key '{key}' must be a list of integers, got {value!r}")
+        return value
     if annotation.startswith("str"):
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")

@@ -48,14 +48,22 @@ def export_model(components, module, folder: Path, config: TrainConfig, manifest
     pipe = components.pipe
     export = FantasyIDPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
                                transformer=transformer.float(), scheduler=pipe.scheduler, identity_encoder=encoder.float())
-    export.set_face_tools(image_encoder=components.image_encoder)
+    analyzer = None
+    if components.info.get("face_pack") == "buffalo_sc":  # the tiny model's pack, recorded in the export
+        from ..face import FaceAnalyzer
+        from ..face.assets import install_buffalo_sc
+        from ..hub import fantasyid_home
+
+        analyzer = FaceAnalyzer(pack="buffalo_sc", root=install_buffalo_sc(fantasyid_home()).parents[1])
+    export.set_face_tools(face_analyzer=analyzer, image_encoder=components.image_encoder,
+                          shape_estimator=pipe.shape_estimator)
     info = {
         "trained_by": "fantasyid train",
         "training_config": config_to_dict(config),
         "manifest_sha256": manifest_sha256,
         "init": config.model.init,
         **({"step": step} if step is not None else {}),
-        **{k: v for k, v in components.info.items() if k in ("random_weights",)},
+        "random_weights": bool(components.info.get("random_weights", False)),
     }
     save_fantasyid_checkpoint(export, folder, info=info)
     return Path(folder)

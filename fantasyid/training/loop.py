@@ -199,7 +199,7 @@ def train(
                 batch = next(batches)
                 skipped.extend(batch["skipped"])
                 with accelerator.accumulate(module):
-                    inputs = prepare_inputs(components, batch, d, t.seed, device, weight_dtype)
+                    inputs = prepare_inputs(components, batch, d, t.seed, device, weight_dtype, t.timestep_range)
                     with accelerator.autocast():
                         loss = compute_loss(module, components, inputs)
                     accelerator.backward(loss)
@@ -246,7 +246,7 @@ def train(
 
     result.step, result.checkpoint = step, last_checkpoint
     if result.status == "finished" and config.checkpoint.export:
-        result.export = export_run(components, accelerator, config, dataset.sha256)
+        result.export = export_run(components, accelerator, config, dataset.sha256, step)
     accelerator.end_training()
     result.elapsed_s = time.perf_counter() - t0
     return result
@@ -260,7 +260,7 @@ def _agree(accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
-def export_run(components, accelerator, config: TrainConfig, manifest_sha256: str) -> Path | None:
+def export_run(components, accelerator, config: TrainConfig, manifest_sha256: str, step: int) -> Path | None:
     """The final model as a ``fantasyid generate --model PATH`` folder (main process writes it)."""
     from .export import export_model
 
@@ -268,7 +268,7 @@ def export_run(components, accelerator, config: TrainConfig, manifest_sha256: st
     path = None
     if accelerator.is_main_process:
         path = export_model(components, accelerator.unwrap_model(components.module),
-                            Path(config.output_dir) / "export", config, manifest_sha256)
+                            Path(config.output_dir) / "export", config, manifest_sha256, step=step)
     accelerator.wait_for_everyone()
     return path
 

@@ -70,10 +70,17 @@ def _load_base(config: ModelConfig, seed: int) -> tuple[Any, Any, dict[str, Any]
     if init == "tiny":
         from ..pipelines.tiny import build_tiny_components, build_tiny_image_encoder
 
+        from ..face.deca import DecaEncoder, DecaFlame
+        from ..face.flame import FlameLayer
+        from ..face.shape import ShapeEstimator, synthetic_flame_model
+
         components = build_tiny_components(seed=seed, variant=config.variant)
-        torch.manual_seed(0)  # the same tiny EVA-CLIP as `fantasyid generate --model tiny`
+        torch.manual_seed(0)  # the same tiny EVA-CLIP and DECA as `fantasyid generate --model tiny`
         image_encoder = build_tiny_image_encoder(components["identity_encoder"].config.num_clip_layers)
-        return FantasyIDPipeline(**components), image_encoder, {"init": "tiny", "random_weights": True}
+        deca_flame = DecaFlame(DecaEncoder(), FlameLayer(synthetic_flame_model())).eval()
+        pipe = FantasyIDPipeline(**components)
+        pipe.set_face_tools(shape_estimator=ShapeEstimator(deca_flame, mode=config.variant, licensed=False))
+        return pipe, image_encoder, {"init": "tiny", "random_weights": True, "face_pack": "buffalo_sc"}
     if init.startswith("cogvideox:"):
         return _load_cogvideox(Path(init.split(":", 1)[1]), config)
     path = init.split(":", 1)[1] if init.startswith("released:") else init
