@@ -23,6 +23,8 @@ from .video import VideoReadError, _av, _reason
 __all__ = ["BACKENDS", "read_frames", "sample_indices", "decord_available"]
 
 BACKENDS = ("auto", "decord", "pyav")
+#: PyAV decoding threads per reader (1, like decord's: DataLoader workers give the parallelism)
+_PYAV_THREADS = 1
 logger = logging.getLogger(__name__)
 _warned: set[str] = set()
 
@@ -85,6 +87,7 @@ def _read_pyav(path: Path, indices: Sequence[int]) -> np.ndarray:
             if not container.streams.video:
                 raise VideoReadError(path, "no video stream")
             stream = container.streams.video[0]
+            stream.codec_context.thread_count = _PYAV_THREADS
             rate = float(stream.average_rate or stream.base_rate or 0)
             base = float(stream.time_base)
             start_pts = stream.start_time or 0

@@ -79,7 +79,9 @@ def _make_state():
 
     # DeepSpeed on CPU needs the gloo backend chosen before the Accelerator exists (OFFLINE.md)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return PartialState(backend="gloo") if distributed and not torch.cuda.is_available() else PartialState()
+    if distributed and not torch.cuda.is_available():
+        return PartialState(cpu=True, backend="gloo")  # MULTI_CPU: real DDP over gloo
+    return PartialState()
 
 
 def _flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -141,6 +143,7 @@ def train(
 
     # 2. Accelerator, optimizer, schedule
     accelerator = Accelerator(
+        cpu=state.device.type == "cpu" and state.num_processes > 1,
         gradient_accumulation_steps=accumulation,
         mixed_precision=t.mixed_precision,
         log_with="tensorboard" if config.log.tensorboard else None,
