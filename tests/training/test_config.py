@@ -85,3 +85,21 @@ def test_dump_round_trips_and_hash_ignores_resumable_fields(tmp_path):
     longer = load_config(EXAMPLES / "tiny.yaml", ["train.max_steps=999", "checkpoint.every=7"])
     assert config_hash(longer) == config_hash(config)
     assert config_hash(load_config(EXAMPLES / "tiny.yaml", ["optim.lr=0.5"])) != config_hash(config)
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 1 and config.mixed_precision in ("no", "bf16")
+    assert path.read_text().startswith("# accelerate launch --config_file examples/train/accelerate/")
+
+
+def test_slurm_script_is_valid_bash():
+    import subprocess
+
+    script = EXAMPLES / "slurm" / "train.sbatch"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "accelerate launch" in text and "--machine_rank" in text and "--resume latest" in text
