@@ -78,7 +78,8 @@ def build(size: str, mode: str, device: torch.device, dtype: torch.dtype):
     noisy = torch.randn_like(latents)
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
-    rotary = get_3d_rotary_pos_embed(embed_dim=t_config["attention_head_dim"], crops_coords=((0, 0), (lh // 2, lw // 2)),
+    rotary = get_3d_rotary_pos_embed(embed_dim=t_config["attention_head_dim"],
+                                     crops_coords=((0, 0), (lh // 2, lw // 2)),
                                      grid_size=(lh // 2, lw // 2), temporal_size=latent_frames, device=device)
     from fantasyid.training.step import StepInputs
 
@@ -152,7 +153,8 @@ def main() -> None:
                      "without --size")
         device, dtype, sizes, modes = torch.device("cuda"), torch.bfloat16, ["full"], ["identity", "lora", "full"]
     else:
-        device, dtype, sizes, modes = torch.device("cpu"), torch.float32, ["tiny", "small"], ["identity", "lora", "full"]
+        device, dtype, sizes = torch.device("cpu"), torch.float32, ["tiny", "small"]
+        modes = ["identity", "lora", "full"]
     peak = matmul_peak(device, dtype)
     print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}, {dtype}, measured matmul "
           f"peak {peak / 1e12:.3f} TFLOP/s, batch 1, gradient checkpointing on\n")

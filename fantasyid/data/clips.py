@@ -46,7 +46,7 @@ def _warn_once(key: str, message: str) -> None:
 def sample_indices(
     clip_start: int, clip_end: int, source_fps: float, fps: float, frames: int, offset: float = 0.0
 ) -> list[int]:
-    """Source frame indices of ``frames`` frames at ``fps`` inside ``[clip_start, clip_end)`` recorded at ``source_fps``.
+    """Source frame indices of ``frames`` frames at ``fps`` in ``[clip_start, clip_end)`` recorded at ``source_fps``.
 
     ``offset`` in [0, 1] places the window: 0 at the clip start, 1 as late as the clip allows (the dataset draws it
     at random). Raises :class:`InputError` when the clip is shorter than ``frames`` frames at ``fps``.

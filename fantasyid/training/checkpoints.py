@@ -62,7 +62,8 @@ def find_resume(resume: str | None, config: TrainConfig, manifest_sha256: str) -
     else:
         path = Path(resume)
         if not path.is_dir():
-            raise CheckpointError(f"checkpoint '{path}' does not exist", hint="use --resume latest or a checkpoint-N folder")
+            raise CheckpointError(f"checkpoint '{path}' does not exist",
+                                  hint="use --resume latest or a checkpoint-N folder")
     state = read_trainer_state(path)
     differences = config_differences(state.get("config", {}), config)
     if differences:

@@ -184,7 +184,8 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(TrainConfig) if f.default_factory is not dataclasses.MISSING}
+    fields = dataclasses.fields(TrainConfig)
+    return {f.name: f.default_factory for f in fields if f.default_factory is not dataclasses.MISSING}
 
 
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:

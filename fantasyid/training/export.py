@@ -47,7 +47,8 @@ def export_model(components, module, folder: Path, config: TrainConfig, manifest
     encoder = copy.deepcopy(module.identity.encoder).eval().requires_grad_(False)
     pipe = components.pipe
     export = FantasyIDPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-                               transformer=transformer.float(), scheduler=pipe.scheduler, identity_encoder=encoder.float())
+                               transformer=transformer.float(), scheduler=pipe.scheduler,
+                               identity_encoder=encoder.float())
     analyzer = None
     if components.info.get("face_pack") == "buffalo_sc":  # the tiny model's pack, recorded in the export
         from ..face import FaceAnalyzer

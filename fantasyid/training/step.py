@@ -8,7 +8,8 @@ depend on how samples are split over processes and accumulation steps):
    (σ = exp(N(−3, 0.5))) → latent frame 0, other latent frames zero, exactly as the pipeline's
    ``prepare_latents`` builds it at inference (it is called here); all zero with probability ``image_dropout``;
 3. caption → T5 states, the empty prompt with probability ``text_dropout`` (the identity is kept);
-4. a uniform timestep ``t`` (of ``train.timestep_range``, all 1000 by default) and noise → ``x_t``; the transformer predicts ``v`` from ``[x_t; image latents]``,
+4. a uniform timestep ``t`` (of ``train.timestep_range``, all 1000 by default) and noise → ``x_t``; the
+   transformer predicts ``v`` from ``[x_t; image latents]``,
    the text and the identity tokens (computed with gradients from the frozen EVA-CLIP features and the vertices);
 5. loss = mean(w_t · (x̂0 − x0)²) with x̂0 = √ᾱ x_t − √(1−ᾱ) v̂ and w_t = 1 / (1 − ᾱ_t): CogVideoX's weighting,
    equal to the plain v-prediction MSE ‖v̂ − v‖².
@@ -57,7 +58,8 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
     timesteps = torch.stack([torch.randint(first, last, (1,), generator=g)[0] for g in gens])
     drop_text = [bool(torch.rand((), generator=g) < data.text_dropout) for g in gens]
     drop_image = [bool(torch.rand((), generator=g) < data.image_dropout) for g in gens]
-    sigmas = [float(torch.exp(torch.randn((), generator=g) * data.image_noise_std + data.image_noise_mean)) for g in gens]
+    sigmas = [float(torch.exp(torch.randn((), generator=g) * data.image_noise_std + data.image_noise_mean))
+              for g in gens]
 
     # 1. Clip latents (B, F', C, h, w)
     video = batch["video"].to(device, dtype)  # (B, F, 3, H, W)

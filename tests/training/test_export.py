@@ -84,3 +84,23 @@ def test_lora_trains_only_adapters_and_identity_and_is_fused_in_the_export(ident
         want = module.transformer(hidden_states=x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
         got = exported(hidden_states=x, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_validation_generates_and_scores_held_out_references(identity_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
+    config = tiny_config(identity_data, tmp_path / "run", data={"holdout": 1, "frames": 9},
+                         train={"max_steps": 1}, checkpoint={"every": 0},
+                         validation={"every": 1, "references": 1, "steps": 2})
+    train(config)
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert record["step"] == 1 and record["videos"] == 1 and record["face_pack"] == "buffalo_sc"
+    folder = tmp_path / "run" / "validation" / "step-1"
+    (video,) = folder.glob("*.mp4")
+    assert (folder / "refs" / f"{video.stem}.png").is_file()
+    assert (folder / "metrics" / "summary.json").is_file()
+    # the held-out clip is not trained on: the training dataset has the other two
+    from fantasyid.data.dataset import ClipDataset
+
+    train_ids = {row["clip_id"] for row in ClipDataset(identity_data, frames=9, height=64, width=64, fps=8, views=6,
+                                                       clip_image_size=16, num_vertices=642, holdout=1).rows}
+    assert video.stem not in train_ids and len(train_ids) == 2

@@ -55,7 +55,8 @@ def test_identity_only_training_freezes_the_backbone_and_the_encoders(identity_d
     monkeypatch.setattr(model_module, "build_components", keep)
     train(tiny_config(identity_data, tmp_path / "run", model={"trainable": "identity"}, train={"max_steps": 2}))
     after = {"vae": captured["c"].pipe.vae.state_dict(), "t5": captured["c"].pipe.text_encoder.state_dict(),
-             "eva": captured["c"].image_encoder.state_dict(), "transformer": captured["c"].module.transformer.state_dict()}
+             "eva": captured["c"].image_encoder.state_dict(),
+             "transformer": captured["c"].module.transformer.state_dict()}
     for part in ("vae", "t5", "eva"):
         assert all(torch.equal(v, after[part][k]) for k, v in captured["before"][part].items()), part
     changed = {k for k, v in captured["before"]["transformer"].items() if not torch.equal(v, after["transformer"][k])}
