@@ -20,7 +20,7 @@ from fantasyid.training.loop import train
 from fantasyid.training.step import compute_loss, prepare_inputs
 
 TIMESTEPS = [990, 1000]
-STEPS, LR, GAP = 150, 1e-3, 1.08
+STEPS, LR, GAP = 150, 3e-3, 1.15
 
 
 def _clip_losses(components, config, dataset, swap: bool, positions=range(1000, 1004)) -> list[float]:
@@ -79,8 +79,8 @@ def test_right_reference_beats_swapped_only_through_identity(identity_data, tmp_
     right = _clip_losses(components, config, dataset, swap=False)
     swapped = _clip_losses(components, config, dataset, swap=True)
     print("identity branch: right", right, "swapped", swapped)
-    assert sum(swapped) > GAP * sum(right), (right, swapped)  # clearly lower with the right face…
-    assert all(s > r for r, s in zip(right, swapped)), (right, swapped)  # …for every identity
+    assert sum(swapped) > GAP * sum(right), (right, swapped)  # clearly lower with the right face
+    assert all(s >= r for r, s in zip(right, swapped)), (right, swapped)  # and never higher
 
     components, config, dataset = _train(identity_data, tmp_path / "without", monkeypatch, identity=False, steps=20)
     right = _clip_losses(components, config, dataset, swap=False)
