@@ -52,7 +52,7 @@ def resize_center_crop(frames: torch.Tensor, height: int, width: int) -> torch.T
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Kept clips of a manifest (minus the ``holdout`` last ones by clip id), indexed by ``(row, position)``."""
+    """Kept clips of a manifest (minus the ``holdout`` last ones), indexed by ``(row, position)``."""
 
     def __init__(
         self,
@@ -71,7 +71,7 @@ class ClipDataset(torch.utils.data.Dataset):
         split: str = "train",
     ):
         self.manifest = Path(manifest)
-        table = kept_clips(read_manifest(self.manifest)).sort_values("clip_id").reset_index(drop=True)
+        table = kept_clips(read_manifest(self.manifest))  # in manifest order: the same wherever the data lives
         if holdout and holdout >= len(table):
             raise ConfigError(f"data.holdout={holdout} leaves no training clip: the manifest keeps {len(table)}")
         if split == "train":

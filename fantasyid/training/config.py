@@ -59,7 +59,7 @@ class DataConfig:
     views: int = 6
     num_workers: int = 2  #: DataLoader decoding processes per training process
     reader: str = "auto"  #: clip reader: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``
-    holdout: int = 0  #: the last N kept clips (by clip_id) are held out of training, for validation
+    holdout: int = 0  #: the last N kept clips of the manifest are held out of training, for validation
     text_dropout: float = 0.1  #: probability that a caption is replaced by the empty prompt (identity kept)
     image_dropout: float = 0.05  #: probability that the I2V frame-0 condition is all zero
     image_noise_mean: float = -3.0  #: log-sigma mean of the noise added to the frame-0 image (CogVideoX)
