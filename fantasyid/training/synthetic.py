@@ -83,7 +83,8 @@ def make_identity_dataset(folder: str | Path, *, identities: int = 3, frames: in
             crops.append({"frame": v * 5, "crop": str(path.relative_to(folder)), "yaw": float(10 * v - 25),
                           "pitch": 0.0, "roll": 0.0, "score": 0.95, "landmarks": [0.0] * 10})
         rng = np.random.default_rng(k)
-        shape = base * (1.0 + 0.15 * rng.standard_normal(3))  # per-identity proportions
+        size = 0.7 + 0.6 * k / max(1, identities - 1)  # each identity its own head size (0.7 … 1.3)…
+        shape = base * size * (1.0 + 0.1 * rng.standard_normal(3))  # …and proportions
         vertices = np.stack([shape + 0.002 * rng.standard_normal(shape.shape) for _ in range(views)])
         shape_path = folder / "shapes" / f"identity{k}.npz"
         shape_path.parent.mkdir(parents=True, exist_ok=True)
