@@ -1,6 +1,6 @@
 """The identity path really learns: each identity's clip has its own colours and stripes; after a short training the
 loss with the right reference face is clearly below the loss with a swapped one (over all clips, and for at least two of
-the three identities: after 300 tiny steps the model may not yet tell every pair apart), and trained without the identity
+the three identities: after 300 tiny steps the model may not yet tell every pair apart), and trained without identity
 branch the reference makes no difference.
 
 Two settings make the few steps count: the I2V frame-0 condition is dropped (the reference reaches the model through
