@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from .commands.eval_cmd import eval_command
-from .commands.pending import PENDING, register_pending
 from .console import console, debug_enabled, fail
 
 
@@ -45,6 +44,7 @@ app = typer.Typer(
         "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
         "  fantasyid prep videos/ --out data/ && fantasyid prep merge data/\n\n"
         "  fantasyid app --model tiny\n\n"
+        "  fantasyid train examples/train/tiny.yaml\n\n"
         "Set FANTASYID_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
@@ -90,8 +90,9 @@ from .commands.study_cmd import app as study_app  # noqa: E402
 app.command("app")(app_command)
 app.add_typer(study_app, name="study")
 
-for _name in PENDING:
-    register_pending(app, _name)
+from .commands.train_cmd import train_command  # noqa: E402  (imports no torch at module level)
+
+app.command("train", help=train_command.__doc__)(train_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,190 @@
+"""What trains and what stays frozen: components from ``model.init``, the ablation swaps, LoRA, the optimizer's set.
+
+The trainable part is one :class:`TrainModule` (the transformer plus the identity branch), the module accelerate
+wraps for DDP / DeepSpeed / FSDP. The frozen parts (VAE, T5, EVA-CLIP; DECA ran in prep) live in the pipeline
+object, which also lends training its input preparation (prompt encoding, RoPE, image preprocessing) so that
+training prepares inputs exactly as inference does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .ablations import IdentityBranch, drop_layer_refiner, use_qformer
+from .config import ModelConfig
+
+__all__ = ["TrainComponents", "TrainModule", "build_components", "trainable_parameters"]
+
+#: LoRA targets: the backbone's self-attention projections only (the identity attention trains fully).
+LORA_TARGETS = r"^transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)$"
+
+
+class TrainModule(nn.Module):
+    """The transformer and the identity branch, as one module: inputs → the transformer's v-prediction."""
+
+    def __init__(self, transformer, identity: IdentityBranch | None):
+        super().__init__()
+        self.transformer = transformer
+        self.identity = identity
+
+    def forward(self, model_input, text_states, timesteps, clip_hidden_states=None, vertices=None, rotary=None,
+                ofs=None):
+        tokens = None
+        if self.identity is not None and clip_hidden_states is not None:
+            tokens = self.identity(clip_hidden_states, vertices)  # (B, N_id, identity_dim), with gradients
+        return self.transformer(
+            hidden_states=model_input,  # (B, F', 2C, h, w)
+            encoder_hidden_states=text_states,
+            timestep=timesteps,
+            ofs=ofs,
+            image_rotary_emb=rotary,
+            identity_tokens=tokens,
+            return_dict=False,
+        )[0]
+
+
+@dataclass
+class TrainComponents:
+    pipe: Any  #: FantasyIDPipeline holding tokenizer, T5, VAE, scheduler, transformer, identity encoder
+    image_encoder: Any  #: EVA-CLIP vision tower (frozen)
+    module: TrainModule
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_vertices(self) -> int | None:
+        encoder = self.pipe.identity_encoder
+        return None if encoder is None else int(encoder.config.mesh_num_vertices[0])
+
+
+def _load_base(config: ModelConfig, seed: int) -> tuple[Any, Any, dict[str, Any]]:
+    """(pipeline, image encoder, info) for ``config.init``."""
+    from ..pipelines.pipeline_fantasyid import FantasyIDPipeline
+
+    init = config.init
+    if init == "tiny":
+        from ..pipelines.tiny import build_tiny_components, build_tiny_image_encoder
+
+        from ..face.deca import DecaEncoder, DecaFlame
+        from ..face.flame import FlameLayer
+        from ..face.shape import ShapeEstimator, synthetic_flame_model
+
+        components = build_tiny_components(seed=seed, variant=config.variant)
+        torch.manual_seed(0)  # the same tiny EVA-CLIP and DECA as `fantasyid generate --model tiny`
+        image_encoder = build_tiny_image_encoder(components["identity_encoder"].config.num_clip_layers)
+        deca_flame = DecaFlame(DecaEncoder(), FlameLayer(synthetic_flame_model())).eval()
+        pipe = FantasyIDPipeline(**components)
+        pipe.set_face_tools(shape_estimator=ShapeEstimator(deca_flame, mode=config.variant, licensed=False))
+        return pipe, image_encoder, {"init": "tiny", "random_weights": True, "face_pack": "buffalo_sc"}
+    if init.startswith("cogvideox:"):
+        return _load_cogvideox(Path(init.split(":", 1)[1]), config)
+    path = init.split(":", 1)[1] if init.startswith("released:") else init
+    if not Path(path).exists():
+        raise ConfigError(
+            f"model.init '{init}': '{path}' does not exist",
+            hint="use tiny, cogvideox:PATH (CogVideoX-5B-I2V folder), released:PATH, or a fantasyid train export",
+        )
+    from ..pipelines.loading import load_pipeline
+
+    loaded = load_pipeline(path, device="cpu", dtype="fp32", shape_needed=False, variant=config.variant)
+    if loaded.pipe.identity_encoder is not None and loaded.pipe.identity_encoder.config.variant != config.variant:
+        raise ConfigError(
+            f"model.init '{init}' holds the {loaded.pipe.identity_encoder.config.variant!r} identity branch, "
+            f"the config asks for model.variant={config.variant!r}",
+            hint=f"set model.variant={loaded.pipe.identity_encoder.config.variant}",
+        )
+    return loaded.pipe, loaded.pipe.image_encoder, {"init": init, **loaded.info}
+
+
+def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """A CogVideoX-5B-I2V diffusers folder + fresh identity modules + EVA-CLIP and the mesh from the config."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    from ..face.eva_clip import load_eva_clip_vision
+    from ..models.configs import identity_encoder_config, transformer_config
+    from ..models.identity_encoder import FantasyIDIdentityEncoder
+    from ..models.mesh import load_mesh_hierarchy
+    from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
+    from ..pipelines.pipeline_fantasyid import FantasyIDPipeline
+
+    if not (folder / "transformer").is_dir():
+        raise ConfigError(f"'{folder}' is not a CogVideoX diffusers folder (no transformer/)",
+                          hint="download THUDM/CogVideoX-5b-I2V and point model.init=cogvideox:PATH at it")
+    for key in ("eva_clip", "mesh"):
+        value = getattr(config, key)
+        if not value or not Path(value).is_file():
+            raise ConfigError(f"model.init=cogvideox:… needs model.{key} (a file), got {value!r}",
+                              hint="the EVA02-CLIP-L-14-336 .pt and the release's assets/transform.pkl")
+    base = CogVideoXTransformer3DModel.from_pretrained(folder / "transformer")
+    identity_keys = {k: v for k, v in transformer_config(config.variant).items() if k.startswith("identity_")}
+    transformer = FantasyIDTransformer3DModel.from_cogvideox(base, **identity_keys)
+    encoder = FantasyIDIdentityEncoder(**identity_encoder_config(config.variant))
+    encoder.load_mesh(load_mesh_hierarchy(config.mesh))
+    pipe = FantasyIDPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        text_encoder=T5EncoderModel.from_pretrained(folder / "text_encoder"),
+        vae=AutoencoderKLCogVideoX.from_pretrained(folder / "vae"),
+        transformer=transformer,
+        scheduler=CogVideoXDPMScheduler.from_pretrained(folder / "scheduler"),
+        identity_encoder=encoder,
+    )
+    image_encoder = load_eva_clip_vision(config.eva_clip, None, dtype=torch.float32, device=torch.device("cpu"))
+    return pipe, image_encoder, {"init": f"cogvideox:{folder}", "random_weights": False}
+
+
+def build_components(config: ModelConfig, seed: int = 0) -> TrainComponents:
+    """Load ``config.init``, apply the ablations, freeze what does not train, add LoRA."""
+    pipe, image_encoder, info = _load_base(config, seed)
+    transformer, encoder = pipe.transformer, pipe.identity_encoder
+    if config.identity and encoder is None:
+        raise ConfigError(f"model.init '{config.init}' has no identity encoder", hint="use model.identity=false")
+
+    # Ablations (Table 3): each touches only the modules it names
+    if config.face_abstractor == "qformer":
+        use_qformer(encoder)
+    if config.layer_refiner is False:
+        drop_layer_refiner(transformer)
+    elif config.layer_refiner is True and transformer.identity_attention[0].refiner is None:
+        raise ConfigError("model.layer_refiner=true needs a model with F_l", hint="use model.variant=paper")
+    identity = IdentityBranch(encoder, vertex_tokens=config.vertex_tokens) if config.identity else None
+
+    # Frozen: VAE, T5, EVA-CLIP
+    for frozen in (pipe.vae, pipe.text_encoder, image_encoder):
+        frozen.requires_grad_(False).eval()
+
+    transformer.train()
+    if config.trainable == "full":
+        transformer.requires_grad_(True)
+    else:
+        transformer.requires_grad_(False)
+        transformer.identity_attention.requires_grad_(True)
+    if config.trainable == "lora":
+        from peft import LoraConfig
+
+        transformer.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                           init_lora_weights=True, target_modules=LORA_TARGETS))
+    if identity is None:
+        transformer.identity_attention.requires_grad_(False)  # unused without identity tokens
+    else:
+        identity.train().requires_grad_(True)
+        unused = set(identity.vertex_module_names()) if not config.vertex_tokens else set()
+        if type(encoder.face_abstractor).__name__ == "FaceAbstractor":
+            unused |= set(encoder.dead_parameter_names())  # released quirk: never reach the output
+        for name, parameter in encoder.named_parameters():
+            if name in unused:
+                parameter.requires_grad_(False)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    info = {**info, "variant": config.variant, "trainable": config.trainable}
+    return TrainComponents(pipe=pipe, image_encoder=image_encoder, module=TrainModule(transformer, identity), info=info)
+
+
+def trainable_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Named parameters that train, in a fixed order."""
+    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]

@@ -1,0 +1,29 @@
+"""Run by test_distributed.py under torchrun (or alone): train a config, then save this process's parameters."""
+
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from fantasyid.training import model as model_module
+from fantasyid.training.config import load_config
+from fantasyid.training.loop import train
+
+if __name__ == "__main__":
+    config_path, out = sys.argv[1], Path(sys.argv[2])
+    captured = {}
+    original = model_module.build_components
+
+    def keep(*args, **kwargs):
+        captured["components"] = original(*args, **kwargs)
+        return captured["components"]
+
+    model_module.build_components = keep
+    result = train(load_config(config_path))
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))  # the process group is gone after end_training()
+    params = {k: v.detach().contiguous() for k, v in captured["components"].module.named_parameters()}
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(params, str(out / f"params-rank{rank}.safetensors"))
+    (out / f"losses-rank{rank}.txt").write_text("\n".join(str(x) for x in result.losses))

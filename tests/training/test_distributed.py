@@ -1,0 +1,52 @@
+"""Two processes (torchrun, gloo on CPU) end with the same parameters on both ranks, equal (to tolerance) to one
+process training with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_fixtures import tiny_config
+
+from fantasyid.training.config import dump_config
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _run(args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_with_the_same_global_batch(identity_data, tmp_path):
+    config = tiny_config(identity_data, tmp_path / "run", train={"global_batch": 2, "micro_batch": 1, "max_steps": 3},
+                         checkpoint={"every": 0, "total_limit": 1})
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+          str(WORKER), str(path), str(tmp_path / "two")], tmp_path)
+    config.output_dir = str(tmp_path / "run1")
+    path.write_text(dump_config(config))
+    _run([sys.executable, str(WORKER), str(path), str(tmp_path / "one")], tmp_path)
+
+    rank0 = load_file(str(tmp_path / "two" / "params-rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "two" / "params-rank1.safetensors"))
+    single = load_file(str(tmp_path / "one" / "params-rank0.safetensors"))
+    assert rank0.keys() == rank1.keys() == single.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+        torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    # the two runs really trained (parameters moved) and logged the same global losses
+    losses_two = [float(x) for x in (tmp_path / "two" / "losses-rank0.txt").read_text().split()]
+    losses_one = [float(x) for x in (tmp_path / "one" / "losses-rank0.txt").read_text().split()]
+    assert losses_two == pytest.approx(losses_one, rel=1e-4)

@@ -1,0 +1,30 @@
+"""Helpers of the training tests: tiny-model configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fantasyid.training.config import config_from_dict
+
+
+def tiny_dict(manifest: Path, output_dir: Path, **sections) -> dict:
+    """A tiny-model config dict (fast: 5 frames of 64×64, the tiny model's size), with per-section overrides."""
+    data = {
+        "output_dir": str(output_dir),
+        "model": {"init": "tiny", "variant": "released", "trainable": "full", "gradient_checkpointing": False},
+        "data": {"manifest": str(manifest), "frames": 5, "height": 64, "width": 64, "fps": 8, "num_workers": 0},
+        "optim": {"lr": 1e-3, "warmup_steps": 0, "scheduler": "constant", "max_grad_norm": 1.0},
+        "train": {"global_batch": 2, "micro_batch": 1, "max_steps": 4, "seed": 7, "mixed_precision": "no"},
+        "checkpoint": {"every": 2, "total_limit": 0, "export": False},
+        "log": {"tensorboard": False},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    return data
+
+
+def tiny_config(manifest: Path, output_dir: Path, **sections):
+    return config_from_dict(tiny_dict(manifest, output_dir, **sections)).validate()
