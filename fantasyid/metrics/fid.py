@@ -74,6 +74,20 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@torch.no_grad()
+def inception_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The FID Inception's input from uint8 RGB ``(N, 3, H, W)``: float ``(N, 3, 299, 299)`` in [-1, 0.9921875]
+    (TF1 bilinear resize, then ``(x - 128) / 128``), as the TensorFlow FID code feeds its graph."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (0..255, as the standard FID), got {images.dtype}")
+    x = images.to(device=device, dtype=torch.float32)  # (N, 3, H, W) in 0..255
+    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+        x = tf1_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))
+    return (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)  # TensorFlow FID input range [-1, 0.9921875]
+
+
 class InceptionFeatures(torch.nn.Module):
     """The standard FID Inception as a feature extractor: uint8 ``(N, 3, H, W)`` RGB in, ``(N, 2048)`` float out.
 
@@ -100,21 +114,17 @@ class InceptionFeatures(torch.nn.Module):
         """SHA-256 of the weight file (provenance)."""
         return file_sha256(self.weights_path)
 
+    def describe(self) -> str:
+        """What runs the network, for provenance."""
+        return f"PyTorch {torch.__version__} TorchScript fp32 on {next(self.net.parameters()).device}"
+
     def train(self, mode: bool = True) -> InceptionFeatures:
         """Always stays in eval mode (the FID network is frozen)."""
         return super().train(False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            raise ValueError(f"expected uint8 images (0..255, as the standard FID), got {images.dtype}")
-        device = next(self.net.parameters()).device
-        x = images.to(device=device, dtype=torch.float32)  # (N, 3, H, W) in 0..255
-        if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-            x = tf1_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))
-        x = (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)  # TensorFlow FID input range [-1, 0.9921875]
+        x = inception_input(images, next(self.net.parameters()).device)  # (N, 3, 299, 299)
         features = self.net(x)
         if features.ndim > 2:  # (N, 2048, 1, 1) → (N, 2048)
             features = features.flatten(2).mean(-1)
@@ -136,6 +146,41 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+class CropFeatures:
+    """Batches the face crops of one video through an Inception feature extractor; :meth:`finish` returns their
+    features ``(N, 2048)``. Has :class:`FaceFID`'s ``add(crop, real=False)``, so a worker thread can fill it and the
+    main thread hand the features to the run's :class:`FaceFID` (:meth:`FaceFID.add_features`)."""
+
+    def __init__(self, extractor: torch.nn.Module, *, batch_size: int = 16):
+        self.extractor = extractor
+        self.batch_size = max(1, int(batch_size))
+        self._pending: list[np.ndarray] = []
+        self._features: list[torch.Tensor] = []
+
+    def add(self, crop: np.ndarray, *, real: bool = False) -> None:
+        """Queue one ``(H, W, 3)`` uint8 RGB crop (``real`` is accepted for :class:`FaceFID`'s signature only)."""
+        if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB crop, got {crop.shape} {crop.dtype}")
+        if self._pending and self._pending[0].shape != crop.shape:
+            self._flush()  # a batch holds crops of one size
+        self._pending.append(crop)
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch = torch.from_numpy(np.stack(self._pending)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+            self._features.append(self.extractor(batch).detach().cpu().float())  # (N, 2048)
+            self._pending.clear()
+
+    def finish(self) -> torch.Tensor:
+        """The features of every crop added, in order: ``(N, 2048)`` float32 (``N`` may be 0)."""
+        self._flush()
+        if not self._features:
+            return torch.zeros((0, FEATURE_DIM), dtype=torch.float32)
+        return torch.cat(self._features)
 
 
 class FaceFID:
@@ -166,6 +211,23 @@ class FaceFID:
         self.counts[real] += 1
         if len(queue) >= self.batch_size:
             self._flush(real)
+
+    def add_features(self, features: np.ndarray | torch.Tensor, *, real: bool) -> None:
+        """Add Inception features ``(N, 2048)`` computed elsewhere (by :class:`CropFeatures`, in a worker), exactly
+        as torchmetrics' ``update`` adds the features of the images it is given (sums in float64)."""
+        features = torch.as_tensor(features).to(device=self.device, dtype=torch.float64)
+        if features.ndim != 2 or features.shape[1] != self.extractor.num_features:
+            raise ValueError(f"expected features of shape (N, {self.extractor.num_features}), got {tuple(features.shape)}")
+        if not len(features):
+            return
+        side = "real" if real else "fake"
+        metric = self.metric
+        setattr(metric, f"{side}_features_sum", getattr(metric, f"{side}_features_sum") + features.sum(dim=0))
+        cov = getattr(metric, f"{side}_features_cov_sum") + features.t().mm(features)  # (2048, 2048)
+        setattr(metric, f"{side}_features_cov_sum", cov)
+        setattr(metric, f"{side}_features_num_samples", getattr(metric, f"{side}_features_num_samples") + len(features))
+        metric.orig_dtype = torch.float32
+        self.counts[real] += len(features)
 
     def _flush(self, real: bool) -> None:
         queue = self._pending[real]
