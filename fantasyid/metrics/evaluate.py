@@ -629,7 +629,12 @@ def evaluate_runs(
             from fantasyid.metrics.fid import CropFeatures, FaceFID
             from fantasyid.metrics.inception_fast import make_inception
 
-            extractor = make_inception(fid_backend, device=execution.device, threads=execution.threads)
+            from fantasyid.face.assets import resolve_root
+
+            extractor = make_inception(
+                fid_backend, device=execution.device, threads=execution.threads,
+                cache_dir=resolve_root(face_root) / "cache",
+            )
             stats_device = execution.device if fid_backend == "torchscript" else "cpu"  # the Inception stays put
             fids = [FaceFID(extractor, batch_size=fid_batch_size, device=stats_device) for _ in results]
         for row, plan, bar in zip(results, plans, bars):

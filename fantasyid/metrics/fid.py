@@ -217,7 +217,8 @@ class FaceFID:
         as torchmetrics' ``update`` adds the features of the images it is given (sums in float64)."""
         features = torch.as_tensor(features).to(device=self.device, dtype=torch.float64)
         if features.ndim != 2 or features.shape[1] != self.extractor.num_features:
-            raise ValueError(f"expected features of shape (N, {self.extractor.num_features}), got {tuple(features.shape)}")
+            width = self.extractor.num_features
+            raise ValueError(f"expected features of shape (N, {width}), got {tuple(features.shape)}")
         if not len(features):
             return
         side = "real" if real else "fake"

@@ -52,7 +52,8 @@ def export_onnx(weights: Path, out: Path) -> Path:
     on one input that ONNX Runtime reproduces its features."""
     from fantasyid.io import atomic_path
 
-    ort = require("onnxruntime", "face", "the fast FID Inception")
+    require("onnx", "metrics", "exporting the FID Inception to ONNX")
+    ort = require("onnxruntime", "metrics", "the fast FID Inception")
     net = _load_torchscript(weights).net  # (N, 3, 299, 299) in [-1, 1) → (N, 2048)
     probe = torch.linspace(-1.0, 0.99, 2 * 3 * 299 * 299).reshape(2, 3, 299, 299)  # (N, 3, H, W)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ class OnnxInceptionFeatures(torch.nn.Module):
         cache_dir: str | Path | None = None,
     ):
         super().__init__()
-        ort = require("onnxruntime", "face", "the fast FID Inception")
+        ort = require("onnxruntime", "metrics", "the fast FID Inception")
         self.weights_path = Path(weights) if weights is not None else inception_weights_path()
         self.onnx_path = onnx_cache_path(self.weights_path, None if cache_dir is None else Path(cache_dir))
         self.device = device
@@ -135,12 +136,15 @@ class OnnxInceptionFeatures(torch.nn.Module):
         return torch.from_numpy(features).to(images.device).float()
 
 
-def make_inception(backend: str = "onnxruntime", *, device: str = "cpu", threads: int = 1) -> torch.nn.Module:
-    """The FID feature extractor for ``backend`` (:data:`BACKENDS`) on ``device``."""
+def make_inception(
+    backend: str = "onnxruntime", *, device: str = "cpu", threads: int = 1, cache_dir: str | Path | None = None
+) -> torch.nn.Module:
+    """The FID feature extractor for ``backend`` (:data:`BACKENDS`) on ``device``; ``cache_dir`` holds the ONNX
+    export (default ``$FANTASYID_HOME/cache``)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown FID backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
-        return OnnxInceptionFeatures(device=device, threads=threads)
+        return OnnxInceptionFeatures(device=device, threads=threads, cache_dir=cache_dir)
     from fantasyid.metrics.fid import InceptionFeatures
 
     return InceptionFeatures().to(device)

@@ -52,7 +52,18 @@ def eval_command(
         str | None,
         typer.Option("--names", help="Comma-separated table labels, one per run (default: folder names)."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="Device of the FID Inception: cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option("--device", help="cpu, cuda (face models + FID on the GPU; needs onnxruntime-gpu) or auto."),
+    ] = "cpu",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="Videos evaluated at once (default: one per CPU core)."),
+    ] = None,
+    fid_backend: Annotated[
+        str,
+        typer.Option("--fid-backend", help="FID Inception runtime: onnxruntime (fp32, fast) or torchscript."),
+    ] = "onnxruntime",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for summary.json, per_video.csv, table.md/.tex and the plot.")
     ] = Path("eval_results"),
@@ -81,6 +92,8 @@ def eval_command(
       fantasyid eval clip.mp4 --ref me.png --metrics rs,ifs --json
 
       fantasyid eval outputs/ --face-pack antelopev2 --face-root ~/models
+
+      fantasyid eval outputs/ --workers 4 --device cuda
     """
     from fantasyid.errors import InputError
     from fantasyid.metrics.evaluate import parse_metrics
@@ -116,6 +129,8 @@ def eval_command(
             names=labels,
             out_dir=out,
             progress=progress,
+            workers=workers,
+            fid_backend=fid_backend,
         )
 
     for note in summary.warnings:
