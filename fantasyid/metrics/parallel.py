@@ -62,7 +62,7 @@ def resolve_device(device: str) -> str:
                                   ("a CUDA GPU visible to PyTorch", has_gpu)) if not ok
         )
         raise ConfigError(
-            f"--device {name} needs {missing}; this machine has none",
+            f"--device {name} needs {missing}, which this machine lacks",
             hint="pip install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu",
         )
     return name
