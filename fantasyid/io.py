@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import require
+from .errors import InputError, require
 
-__all__ = ["atomic_path", "write_json", "write_text", "write_video", "sha256_file"]
+__all__ = [
+    "atomic_path", "write_json", "write_text", "write_video", "sha256_file", "check_output_dir", "check_output_file",
+]
 
 
 @contextlib.contextmanager
@@ -91,3 +93,63 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 8, 
             writer.send(np.ascontiguousarray(frame))
         writer.close()
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------- output paths
+def _writable_dir(folder: Path, option: str, what: str) -> None:
+    """Raise a one-line :class:`InputError` unless a file can be created in the existing folder ``folder``."""
+    try:  # try it: os.access is wrong for root, ACLs and read-only mounts
+        fd, probe = tempfile.mkstemp(prefix=".fantasyid-write-check.", dir=folder)
+    except OSError as exc:
+        raise InputError(
+            f"{option} '{what}': cannot write in '{folder}' ({exc.strerror or exc})",
+            hint="choose a folder you can write to",
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _check_dir(path: Path, option: str, shown: Path, create: bool) -> None:
+    if path.exists() and not path.is_dir():
+        if shown == path:
+            raise InputError(f"{option} '{path}' is a file, not a folder", hint="give a folder (it is made if needed)")
+        raise InputError(f"{option} '{shown}' cannot be created: '{path}' is a file", hint="give another path")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise InputError(f"{option} '{shown}' cannot be created: '{existing}' is a file", hint="give another path")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"{option} '{shown}' cannot be created ({exc.strerror or exc})", hint="give a path you can write to"
+            ) from None
+        existing = path
+    _writable_dir(existing, option, str(shown))
+
+
+def check_output_dir(path: str | os.PathLike[str], option: str = "--out", create: bool = True) -> Path:
+    """Check, before any slow work, that ``path`` is (or can become) a folder this process can write in.
+
+    ``create`` makes it (and its parents). One-line :class:`InputError` for a path that is a file, under a file,
+    cannot be created or is not writable."""
+    path = Path(path).expanduser()
+    _check_dir(path, option, path, create)
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Check, before any slow work, that the file ``path`` can be written (its folder is made if needed): one-line
+    :class:`InputError` for a path that is a folder, or whose folder cannot be made or written in."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{option} '{path}' is a folder, not a file", hint="give a file name")
+    _check_dir(path.parent, option, path, create=True)
+    return path

@@ -10,7 +10,7 @@ import typer
 Seed = Annotated[int, typer.Option(help="Seed (of items that give none, in a batch).")]
 Steps = Annotated[int | None, typer.Option(help="Denoising steps [default: 50; tiny: 4].")]
 Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale (text only).")]
-Frames = Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 4 [default: 49; tiny: 9].")]
+Frames = Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 8 [default: 49; tiny: 9].")]
 Height = Annotated[int | None, typer.Option(help="Height in pixels [default: 480; tiny: 64].")]
 Width = Annotated[int | None, typer.Option(help="Width in pixels [default: 720; tiny: 64].")]
 Fps = Annotated[int, typer.Option(help="Frames per second of the mp4.")]

@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 
+def running_in_ci() -> bool:
+    """True where the ``CI`` environment variable says so (``CI=true``, as CI services and ``.ci/run`` set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared reference folder (``../shared`` beside the repo, else ``$FANTASYID_SHARED``).
 
-    Tests that compare against the golden fixtures use it; they are skipped where the folder is absent.
+    Tests that compare against the golden fixtures use it. In CI (``CI=true``) a missing folder fails them: a test
+    skipped in CI is a test that does not run. A user's clone without the folder skips them, saying why.
     """
     candidates = [Path(__file__).resolve().parents[2] / "shared"]  # tests/ → repo → its parent
     if os.environ.get("FANTASYID_SHARED"):
@@ -20,7 +26,14 @@ def shared_dir() -> Path:
     for candidate in candidates:
         if (candidate / "reference").is_dir():
             return candidate
-    pytest.skip("shared reference folder not found (set FANTASYID_SHARED)")
+    reason = (
+        "the shared reference folder (golden fixtures) was not found: looked for "
+        + " and ".join(str(c / "reference") for c in candidates)
+        + "; set FANTASYID_SHARED to the folder that holds reference/"
+    )
+    if running_in_ci():
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fantasyid.errors import InputError, NoFaceError
+from fantasyid.io import check_output_file
 
 from .edit import DEFAULT_BOUND, DEFAULT_MAX_CHANGE, EditResult, ShapeEditor, ShapeState, TraitEdit
 from .files import MESH_SUFFIXES, export_mesh, read_shape_file, save_shape_file
@@ -221,6 +222,9 @@ def _device(name: str) -> str:
 def run_edit_shape(request: EditShapeRequest) -> EditShapeOutcome:
     """Read the face, apply the edits, write ``SHAPE.npz`` (and the mesh and preview when asked)."""
     notes: list[str] = []
+    for option, path in (("--out", request.out), ("--mesh", request.mesh), ("--preview", request.preview)):
+        if path is not None:  # one line now, not a traceback after DECA ran
+            check_output_file(path, option)
     device = _device(request.device)
     # 1. where the face comes from, and which model decodes it
     saved = read_shape_file(request.shape) if request.shape is not None else None

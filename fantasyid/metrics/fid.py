@@ -142,6 +142,74 @@ class InceptionFeatures(FrozenFeatures):
 
 
 @dataclass
+class FeatureStats:
+    """The running sums torchmetrics' FID keeps for one side (its ``*_features_sum``, ``*_features_cov_sum`` and
+    ``*_features_num_samples`` states): Σx ``(D,)``, Σxxᵀ ``(D, D)`` in float64 and the sample count. Sums of
+    disjoint sets add up, so shards of an evaluation can be merged into the FID of the whole set."""
+
+    total: torch.Tensor  #: (D,) float64
+    outer: torch.Tensor  #: (D, D) float64
+    count: int
+
+    @classmethod
+    def empty(cls, dim: int = FEATURE_DIM) -> FeatureStats:
+        return cls(torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dim, dtype=torch.float64), 0)
+
+    def add(self, features: torch.Tensor) -> None:
+        """Add ``(N, D)`` features, as torchmetrics' ``update`` does (in float64)."""
+        x = features.detach().to("cpu", torch.float64)  # (N, D)
+        self.total += x.sum(dim=0)
+        self.outer += x.t().mm(x)  # (D, D)
+        self.count += int(x.shape[0])
+
+    def __add__(self, other: FeatureStats) -> FeatureStats:
+        return FeatureStats(self.total + other.total, self.outer + other.outer, self.count + other.count)
+
+
+def frechet_distance(real: FeatureStats, fake: FeatureStats) -> float:
+    """FID from the two sides' sums: mean and covariance exactly as ``FrechetInceptionDistance.compute`` forms them,
+    then torchmetrics' own distance (``_compute_fid``)."""
+    fid_module = require("torchmetrics.image.fid", "metrics", "FID")
+
+    def moments(stats: FeatureStats) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (stats.total / stats.count).unsqueeze(0)  # (1, D)
+        cov = (stats.outer - stats.count * mean.t().mm(mean)) / (stats.count - 1)  # (D, D)
+        return mean.squeeze(0), cov
+
+    mean_real, cov_real = moments(real)
+    mean_fake, cov_fake = moments(fake)
+    # torchmetrics takes the eigenvalues of a 2048 × 2048 non-symmetric matrix (LAPACK geev). Its many small
+    # parallel steps make it slow when threads compete for cores: on 2 shared cores we measured 2 threads at
+    # 10 s (45 s under heavy load) against 4 s for one thread, and one thread costs < 10 % when the CPU is idle.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        value = fid_module._compute_fid(mean_real, cov_real, mean_fake, cov_fake)
+    finally:
+        torch.set_num_threads(threads)
+    return float(value.to(torch.float32).item())  # torchmetrics returns the features' dtype
+
+
+def fid_from_stats(real: FeatureStats, fake: FeatureStats) -> FIDResult:
+    """The FID of two sides' sums with the crop counts behind it and warnings about its reliability."""
+    notes: list[str] = []
+    if real.count < 2 or fake.count < 2:
+        notes.append(
+            f"FID not computed: it needs at least 2 reference and 2 generated face crops "
+            f"(have {real.count} and {fake.count}); FID compares sets, so evaluate videos of at least 2 different "
+            "references"
+        )
+        return FIDResult(None, real.count, fake.count, notes)
+    if min(real.count, fake.count) < MIN_STABLE_SAMPLES:
+        notes.append(
+            f"FID from {real.count} reference and {fake.count} generated face crops: fewer than {MIN_STABLE_SAMPLES} "
+            "(the feature dimension), so the covariance is singular and FID is biased upwards; compare only "
+            "runs evaluated on the same references and frame counts"
+        )
+    return FIDResult(frechet_distance(real, fake), real.count, fake.count, notes)
+
+
+@dataclass
 class FIDResult:
     """An FID value (``None`` when it cannot be computed) with the number of crops behind it."""
 
@@ -161,7 +229,7 @@ def resolve_device(device: str) -> torch.device:
 class CropFeatures:
     """Batches the face crops of one video through an Inception feature extractor; :meth:`finish` returns their
     features ``(N, 2048)``. Has :class:`FaceFID`'s ``add(crop, real=False)``, so a worker thread can fill it and the
-    main thread hand the features to the run's :class:`FaceFID` (:meth:`FaceFID.add_features`)."""
+    main thread add the features to the run's :class:`FeatureStats`."""
 
     def __init__(self, extractor: torch.nn.Module, *, batch_size: int = 16):
         self.extractor = extractor
@@ -222,24 +290,6 @@ class FaceFID:
         if len(queue) >= self.batch_size:
             self._flush(real)
 
-    def add_features(self, features: np.ndarray | torch.Tensor, *, real: bool) -> None:
-        """Add Inception features ``(N, 2048)`` computed elsewhere (by :class:`CropFeatures`, in a worker), exactly
-        as torchmetrics' ``update`` adds the features of the images it is given (sums in float64)."""
-        features = torch.as_tensor(features).to(device=self.device, dtype=torch.float64)
-        if features.ndim != 2 or features.shape[1] != self.extractor.num_features:
-            width = self.extractor.num_features
-            raise ValueError(f"expected features of shape (N, {width}), got {tuple(features.shape)}")
-        if not len(features):
-            return
-        side = "real" if real else "fake"
-        metric = self.metric
-        setattr(metric, f"{side}_features_sum", getattr(metric, f"{side}_features_sum") + features.sum(dim=0))
-        cov = getattr(metric, f"{side}_features_cov_sum") + features.t().mm(features)  # (2048, 2048)
-        setattr(metric, f"{side}_features_cov_sum", cov)
-        setattr(metric, f"{side}_features_num_samples", getattr(metric, f"{side}_features_num_samples") + len(features))
-        metric.orig_dtype = torch.float32
-        self.counts[real] += len(features)
-
     def _flush(self, real: bool) -> None:
         queue = self._pending[real]
         if not queue:
@@ -253,30 +303,25 @@ class FaceFID:
         self._flush(True)
         self._flush(False)
 
+    def features(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """Inception features ``(N, 2048)`` (float32, on the CPU) of ``(H, W, 3)`` uint8 crops of one size."""
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = torch.from_numpy(np.stack(crops[start : start + self.batch_size]))  # (N, H, W, 3)
+            batch = batch.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+            out.append(self.extractor(batch.to(self.device)).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM)
+
+    def stats(self, *, real: bool) -> FeatureStats:
+        """The sums torchmetrics holds for one side (queued crops are pushed through first)."""
+        self.flush()
+        side = "real" if real else "fake"
+        return FeatureStats(
+            getattr(self.metric, f"{side}_features_sum").detach().to("cpu", torch.float64).clone(),
+            getattr(self.metric, f"{side}_features_cov_sum").detach().to("cpu", torch.float64).clone(),
+            int(getattr(self.metric, f"{side}_features_num_samples")),
+        )
+
     def compute(self) -> FIDResult:
         """FID over everything added so far, with crop counts and warnings about its reliability."""
-        self.flush()
-        real, fake = self.counts[True], self.counts[False]
-        notes: list[str] = []
-        if real < 2 or fake < 2:
-            notes.append(
-                f"FID not computed: it needs at least 2 reference and 2 generated face crops "
-                f"(have {real} and {fake}); FID compares sets, so evaluate videos of at least 2 different references"
-            )
-            return FIDResult(None, real, fake, notes)
-        if min(real, fake) < MIN_STABLE_SAMPLES:
-            notes.append(
-                f"FID from {real} reference and {fake} generated face crops: fewer than {MIN_STABLE_SAMPLES} "
-                "(the feature dimension), so the covariance is singular and FID is biased upwards; compare only "
-                "runs evaluated on the same references and frame counts"
-            )
-        # torchmetrics takes the eigenvalues of a 2048 × 2048 non-symmetric matrix (LAPACK geev). Its many small
-        # parallel steps make it slow when threads compete for cores: on 2 shared cores we measured 2 threads at
-        # 10 s (45 s under heavy load) against 4 s for one thread, and one thread costs < 10 % when the CPU is idle.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            value = float(self.metric.compute().item())
-        finally:
-            torch.set_num_threads(threads)
-        return FIDResult(value, real, fake, notes)
+        return fid_from_stats(self.stats(real=True), self.stats(real=False))

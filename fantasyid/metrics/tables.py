@@ -1,20 +1,18 @@
 """Writers for ``fantasyid eval``: ``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex``, the identity-vs-
 motion plot and the Rich table, all in the layout of the paper's Tables 2 and 3 (FID ↓ RS ↑ IFS ↑ FM ↑, best per
-column in bold). Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
+column in bold). Every table is a pandas DataFrame written by pandas (``to_csv``, ``to_markdown`` through tabulate,
+``Styler.to_latex``). Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fantasyid.errors import require
 from fantasyid.io import atomic_path, write_text
-
-if TYPE_CHECKING:  # imported for annotations only: keeps this module free of the evaluation's imports
-    from fantasyid.metrics.evaluate import EvalSummary
+from fantasyid.metrics.results import EvalSummary
 
 #: Column order, header, direction (True: higher is better) and decimals of each metric, as in the paper.
 COLUMNS = (
@@ -42,30 +40,56 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Table content
+# Table content: pandas DataFrames
 
 
-def _format(value: float | None, decimals: int) -> str:
-    return "–" if value is None else f"{value:.{decimals}f}"
+def _pandas():
+    return require("pandas", "metrics", "writing the evaluation tables")
 
 
 def _columns(summary: EvalSummary) -> list[tuple[str, str, bool, int]]:
     return [column for column in COLUMNS if column[0] in summary.metrics]
 
 
+def metrics_frame(summary: EvalSummary) -> Any:
+    """One row per run: ``Method`` and the requested metrics as floats (NaN where missing), in the paper's order."""
+    pd = _pandas()
+    columns = _columns(summary)
+    data = {"Method": [run.name for run in summary.runs]}
+    for key, _, _, _ in columns:
+        data[key] = [getattr(run, key) for run in summary.runs]
+    return pd.DataFrame(data, columns=["Method", *(key for key, _, _, _ in columns)]).astype(
+        {key: "float64" for key, _, _, _ in columns}
+    )
+
+
 def best_cells(summary: EvalSummary) -> dict[str, set[int]]:
     """For each metric, the indices of the runs holding the best value as displayed (ties all count). Only marked
     when at least two runs have a value."""
+    frame = metrics_frame(summary)
     marks: dict[str, set[int]] = {}
     for key, _, higher, decimals in _columns(summary):
-        shown = [(i, round(getattr(run, key), decimals)) for i, run in enumerate(summary.runs)
-                 if getattr(run, key) is not None]
+        shown = frame[key].round(decimals).dropna()
         if len(shown) < 2:
             marks[key] = set()
             continue
-        best = max(v for _, v in shown) if higher else min(v for _, v in shown)
-        marks[key] = {i for i, v in shown if v == best}
+        best = shown.max() if higher else shown.min()
+        marks[key] = set(shown.index[shown == best])
     return marks
+
+
+def display_frame(summary: EvalSummary, bold: Callable[[str], str] = str, missing: str = "–") -> Any:
+    """The table as shown: ``Method`` and one text column per metric headed ``FID ↓`` …, values rounded as in the
+    paper, the best per column passed through ``bold``, missing values as ``missing``."""
+    frame = metrics_frame(summary)
+    marks = best_cells(summary)
+    shown = frame[["Method"]].copy()
+    for key, title, up, decimals in _columns(summary):
+        shown[f"{title} {'↑' if up else '↓'}"] = [
+            missing if value != value else bold(f"{value:.{decimals}f}") if i in marks[key] else f"{value:.{decimals}f}"
+            for i, value in enumerate(frame[key])
+        ]
+    return shown
 
 
 def _short(sha: str | None) -> str:
@@ -106,27 +130,23 @@ def model_notes(summary: EvalSummary) -> list[str]:
 
 
 def markdown_table(summary: EvalSummary) -> str:
-    """``table.md``: the paper's layout in Markdown, best values in bold, the models used underneath."""
-    columns = _columns(summary)
-    marks = best_cells(summary)
-    header = "| Method | " + " | ".join(f"{title} {'↑' if up else '↓'}" for _, title, up, _ in columns) + " |"
-    rule = "|---|" + "|".join(":---:" for _ in columns) + "|"
-    rows = []
-    for i, run in enumerate(summary.runs):
-        cells = []
-        for key, _, _, decimals in columns:
-            text = _format(getattr(run, key), decimals)
-            cells.append(f"**{text}**" if i in marks[key] else text)
-        name = run.name.replace("|", "\\|")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    """``table.md``: the paper's layout in Markdown (``DataFrame.to_markdown``), best values in bold, the models
+    used underneath."""
+    shown = display_frame(summary, bold=lambda text: f"**{text}**")
+    shown["Method"] = shown["Method"].str.replace("|", "\\|", regex=False)  # a pipe would end the cell
+    table = shown.to_markdown(
+        index=False, tablefmt="pipe", colalign=("left",) + ("center",) * (shown.shape[1] - 1), disable_numparse=True
+    )
     notes = [f"- {line}" for line in model_notes(summary)]
     warnings = [f"- ⚠ {run.name}: {w}" for run in summary.runs for w in run.warnings]
-    body = [header, rule, *rows, "", "Best value per column in bold.", "", *notes]
+    body = [table, "", "Best value per column in bold.", "", *notes]
     if warnings:
         body += ["", "Warnings:", "", *warnings]
     return "\n".join(body) + "\n"
 
 
+#: LaTeX for the characters that need it. pandas' own ``escape="latex"`` covers the ASCII ones only and leaves
+#: ×, …, – and → (which pdflatex rejects without extra packages), so names and captions go through this map.
 _TEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -140,52 +160,47 @@ def tex_escape(text: str) -> str:
 
 
 def latex_table(summary: EvalSummary) -> str:
-    """``table.tex``: a booktabs table in the paper's layout (best in bold), the models in the caption."""
+    """``table.tex``: a booktabs table in the paper's layout (best in bold), the models in the caption; written by
+    pandas' ``Styler.to_latex``."""
     columns = _columns(summary)
     marks = best_cells(summary)
-    lines = [
-        "% Generated by fantasyid eval; needs \\usepackage{booktabs}.",
-        "\\begin{table}[t]",
-        "\\centering",
-        "\\begin{tabular}{l" + "c" * len(columns) + "}",
-        "\\toprule",
-        "Method & " + " & ".join(f"{title} $\\{'uparrow' if up else 'downarrow'}$" for _, title, up, _ in columns)
-        + " \\\\",
-        "\\midrule",
-    ]
-    for i, run in enumerate(summary.runs):
-        cells = []
-        for key, _, _, decimals in columns:
-            text = _format(getattr(run, key), decimals).replace("–", "--")
-            cells.append(f"\\textbf{{{text}}}" if i in marks[key] else text)
-        lines.append(tex_escape(run.name) + " & " + " & ".join(cells) + " \\\\")
+    frame = metrics_frame(summary)
+    headers = {key: f"{title} $\\{'uparrow' if up else 'downarrow'}$" for key, title, up, _ in columns}
+    styler = frame.rename(columns=headers).style.hide(axis="index")
+    styler = styler.format(tex_escape, subset=["Method"])
+    for key, _, _, decimals in columns:
+        styler = styler.format(f"{{:.{decimals}f}}", subset=[headers[key]], na_rep="--")
+        bold = ["textbf:--rwrap;" if i in marks[key] else "" for i in range(len(frame))]
+        styler = styler.apply(lambda _, bold=bold: bold, subset=[headers[key]])
     caption = " ".join(tex_escape(line.replace("`", "")) for line in model_notes(summary))
-    lines += [
-        "\\bottomrule",
-        "\\end{tabular}",
-        f"\\caption{{Quantitative evaluation. The best results are highlighted in bold. {caption}}}",
-        "\\label{tab:fantasyid-eval}",
-        "\\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+    latex = styler.to_latex(
+        column_format="l" + "c" * len(columns),
+        position="t",
+        position_float="centering",
+        hrules=True,
+        label="tab:fantasyid-eval",
+        caption=f"Quantitative evaluation. The best results are highlighted in bold. {caption}",
+        environment="table",
+    )
+    return "% Generated by fantasyid eval; needs \\usepackage{booktabs}.\n" + latex
 
 
 PER_VIDEO_FIELDS = (
     "run", "video", "status", "message", "reference", "frames", "frames_without_face", "frames_multiple_faces",
-    "rs", "ifs", "fm", "ifs_pairs", "fm_pairs", "fid_crops",
+    "rs", "ifs", "fm", "ifs_pairs", "fm_pairs", "pairs_skipped", "fid_crops",
 )
 
 
+def per_video_frame(summary: EvalSummary) -> Any:
+    """One row per video with its own RS, IFS, FM and frame counts."""
+    pd = _pandas()
+    rows = [video.to_dict() for run in summary.runs for video in run.videos]
+    return pd.DataFrame(rows, columns=list(PER_VIDEO_FIELDS))
+
+
 def per_video_csv(summary: EvalSummary) -> str:
-    """``per_video.csv``: one row per video with its own RS, IFS, FM and frame counts (full precision)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=PER_VIDEO_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for run in summary.runs:
-        for video in run.videos:
-            row = video.to_dict()
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in PER_VIDEO_FIELDS})
-    return buffer.getvalue()
+    """``per_video.csv``: :func:`per_video_frame` at full precision (missing values empty)."""
+    return per_video_frame(summary).to_csv(index=False, lineterminator="\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -239,25 +254,22 @@ def write_plot(summary: EvalSummary, path: Path) -> Path | None:
 
 
 def rich_table(summary: EvalSummary) -> Any:
-    """The table for the terminal (Rich), with the counts and the models used in the caption."""
+    """The table for the terminal (Rich), from :func:`display_frame`, with the counts and the models used in the
+    caption."""
+    from rich.markup import escape
     from rich.table import Table
 
-    columns = _columns(summary)
-    marks = best_cells(summary)
+    shown = display_frame(summary, bold=lambda text: f"[bold green]{text}[/]")
     table = Table(title="fantasyid eval", caption="\n".join(model_notes(summary)), caption_justify="left")
     table.add_column("Method", style="bold")
-    for _, title, up, _ in columns:
-        table.add_column(f"{title} {'↑' if up else '↓'}", justify="right")
+    for title in shown.columns[1:]:
+        table.add_column(title, justify="right")
     table.add_column("videos", justify="right")
     table.add_column("frames", justify="right")
     table.add_column("no face", justify="right")
-    for i, run in enumerate(summary.runs):
-        cells = []
-        for key, _, _, decimals in columns:
-            text = _format(getattr(run, key), decimals)
-            cells.append(f"[bold green]{text}[/]" if i in marks[key] else text)
+    for run, cells in zip(summary.runs, shown.itertuples(index=False)):
         unreadable = f" ({run.videos_unreadable} unreadable)" if run.videos_unreadable else ""
-        table.add_row(run.name, *cells, f"{len(run.videos)}{unreadable}", str(run.frames),
+        table.add_row(escape(run.name), *cells[1:], f"{len(run.videos)}{unreadable}", str(run.frames),
                       str(run.frames_without_face))
     return table
 

@@ -51,10 +51,11 @@ _TRANSFORMER_CONFIGS = {
         "identity_interval": 1,
         "identity_refiner": None,
     },
-    # The paper: the same injection followed by F_l (conv over the token grid + zero-gain norm).
+    # The paper: identity tokens as wide as the DiT (METHOD.md "Identity width (pinned)": 48 heads × 64 = 3072),
+    # the release's 16 × 128 injection, followed by F_l (conv over the token grid + zero-gain norm).
     "paper": {
         **_COGVIDEOX_5B_I2V,
-        "identity_dim": 2048,
+        "identity_dim": 3072,
         "identity_num_heads": 16,
         "identity_head_dim": 128,
         "identity_interval": 1,
@@ -133,13 +134,16 @@ _IDENTITY_RELEASED = {
 }
 
 # What the paper variant changes: one C-Abstractor per EVA depth, a SpiralNet++ encoder of the vertices
-# (3 → 64 → 128 over 5023 → 1256 → 314), stride-1 ResConv1D keeping the 314 vertex tokens.
+# (3 → 64 → 128 over 5023 → 1256 → 314), stride-1 ResConv1D keeping the 314 vertex tokens and lifting C′ = 128 to
+# the DiT's hidden size, 3072 (METHOD.md "Identity width (pinned)"; the release's first three widths, then 3072).
 _IDENTITY_PAPER_CHANGES = {
     "variant": "paper",
     "face_abstractor_depth": 5,
     "vertex_encoder_channels": [64, 128],
+    "reducer_channels": [256, 512, 1024, 3072],
     "reducer_kernel_sizes": [3, 3, 3, 3],
     "reducer_strides": [1, 1, 1, 1],
+    "identity_dim": 3072,
 }
 
 # A few channels everywhere; 2 EVA depths on a 4×4 grid; the mesh of tiny_mesh_hierarchy(); identity width 16 like
@@ -170,12 +174,15 @@ _IDENTITY_TINY = {
     "reducer_num_groups": 4,
     "identity_dim": 16,
 }
+# The tiny paper variant lifts to the tiny DiT's hidden size (2 heads × 16 = 32), as the full-size one does.
 _IDENTITY_TINY_PAPER_CHANGES = {
     "variant": "paper",
     "face_abstractor_depth": 2,
     "vertex_encoder_channels": [8, 16],
+    "reducer_channels": [8, 8, 16, 32],
     "reducer_kernel_sizes": [3, 3, 3, 3],
     "reducer_strides": [1, 1, 1, 1],
+    "identity_dim": 32,
 }
 
 # Subdivisions and decimation factors of the tiny mesh (icosphere: 642 vertices).

@@ -666,6 +666,7 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
                 getattr(self, f"mesh_up_index_{level}").copy_(torch.as_tensor(index, device=device))
                 getattr(self, f"mesh_up_weight_{level}").copy_(torch.as_tensor(weight, device=device))
         self.mesh_loaded.fill_(True)
+        self.mesh_hierarchy = hierarchy  # kept so that a checkpoint can save it (fantasyid.pipelines.checkpoint)
 
     def _require_mesh(self) -> None:
         if self.mesh_loaded.is_meta:  # shape-only runs (parameter and FLOP counts on the meta device)

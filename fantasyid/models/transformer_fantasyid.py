@@ -14,6 +14,10 @@ The CogVideoX blocks, embeddings and attention processors are diffusers' own (th
 is rewritten here to interleave the identity attention. The identity keys/values depend only on the identity: compute
 them once per video with :meth:`FantasyIDTransformer3DModel.prepare_identity` and pass the returned
 :class:`IdentityKVCache` to every denoising step.
+
+Each block and the identity attention that follows it run as one call of :class:`FantasyIDBlock` (a CogVideoX block
+that takes the injection as an argument; the identity weights stay in ``identity_attention``), so that diffusers'
+block-level cache hooks (First-Block Cache) and regional compilation see the injected output of a block.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import torch.nn.functional as F
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from diffusers.utils import apply_lora_scale
 from torch import nn
 
 from ..errors import ConfigError
 
 __all__ = [
+    "FantasyIDBlock",
     "FantasyIDTransformer3DModel",
     "IdentityAttention",
     "IdentityKVCache",
@@ -155,6 +161,33 @@ class IdentityKVCache:
         return len(self.kv)
 
 
+class FantasyIDBlock(CogVideoXBlock):
+    """A CogVideoX block followed by FantasyID's identity injection, in one call.
+
+    The block owns no identity weights: the model hands it ``identity = (IdentityAttention, (key, value), grid)``
+    for the injection layers and ``None`` for the others (then it is exactly CogVideoX's block). Same parameters and
+    key names as :class:`~diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXBlock`.
+    """
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        identity: tuple[IdentityAttention, tuple[torch.Tensor, torch.Tensor], tuple[int, int, int]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_states, encoder_hidden_states = super().forward(
+            hidden_states, encoder_hidden_states, temb, image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs,
+        )
+        if identity is not None:
+            attention, kv, grid = identity
+            hidden_states = hidden_states + attention(hidden_states, kv, grid)
+        return hidden_states, encoder_hidden_states
+
+
 class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
     """CogVideoX transformer with FantasyID's layer-aware identity injection.
 
@@ -172,6 +205,8 @@ class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
 
     With ``identity_tokens=None`` and no cache, :meth:`forward` computes exactly CogVideoX.
     """
+
+    _repeated_blocks = ["FantasyIDBlock"]  # diffusers' regional compilation (compile_repeated_blocks)
 
     @register_to_config
     def __init__(
@@ -243,6 +278,10 @@ class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
         )
         if identity_interval < 1:
             raise ConfigError(f"identity_interval must be ≥ 1, got {identity_interval}")
+        # FantasyIDBlock adds no state to CogVideoXBlock: re-class the blocks diffusers just built instead of building
+        # (and initialising) them a second time.
+        for block in self.transformer_blocks:
+            block.__class__ = FantasyIDBlock
         inner_dim = num_attention_heads * attention_head_dim
         num_injections = len(range(0, num_layers, identity_interval))
         self.identity_attention = nn.ModuleList(
@@ -352,9 +391,13 @@ class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
         # 3. Transformer blocks, each followed (every `interval` blocks) by the identity attention
         interval = self.config.identity_interval
         for i, block in enumerate(self.transformer_blocks):
+            identity = None
+            if identity_cache is not None and i % interval == 0:
+                j = i // interval
+                identity = (self.identity_attention[j], identity_cache.kv[j], grid)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, attention_kwargs
+                    block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, attention_kwargs, identity
                 )
             else:
                 hidden_states, encoder_hidden_states = block(
@@ -363,10 +406,8 @@ class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
                     temb=emb,
                     image_rotary_emb=image_rotary_emb,
                     attention_kwargs=attention_kwargs,
+                    identity=identity,
                 )
-            if identity_cache is not None and i % interval == 0:
-                j = i // interval
-                hidden_states = hidden_states + self.identity_attention[j](hidden_states, identity_cache.kv[j], grid)
 
         hidden_states = self.norm_final(hidden_states)
 

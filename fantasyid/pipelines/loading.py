@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, InputError
+from ..face.shape import ShapeEstimator, load_shape_file, synthetic_flame_model  # noqa: F401  (public here too)
 from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
 
-__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "load_pipeline", "load_released_transformer", "load_shape_file"]
+__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "load_pipeline", "load_released_transformer",
+           "load_shape_file", "synthetic_flame_model"]
 
 EVA_FILE = "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt"
 #: Keys of the release's transformer/config.json that are not CogVideoX's (identity settings of its own code).
@@ -55,97 +56,7 @@ class LoadedPipeline:
     variant: str = "released"  #: which 3D decoding the shape estimator uses
 
 
-class ShapeEstimator:
-    """DECA + FLAME as the pipeline's ``shape_estimator``: ``(rgb_photo, face) -> vertices (1, V, 3)``.
-
-    ``mode``: ``"released"`` (the whole photo resized to 224; shape, expression and pose) or ``"paper"`` (the face
-    crop; shape only).
-    """
-
-    def __init__(self, deca_flame, mode: str = "released"):
-        if mode not in ("released", "paper"):
-            raise ConfigError(f"unknown shape mode {mode!r}; use 'released' or 'paper'")
-        self.deca_flame = deca_flame
-        self.mode = mode
-
-    def __call__(self, rgb: np.ndarray, face) -> torch.Tensor:
-        return self.deca_flame.vertices(rgb, mode=self.mode, bbox=np.asarray(face.bbox))
-
-
-def load_shape_file(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Vertices ``(1, V, 3)`` from a ``SHAPE.npz`` (key ``vertices``; e.g. written by ``fantasyid edit-shape``) or an
-    ASCII/binary ``.ply`` point cloud as the release uses."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"shape file '{path}' does not exist")
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "vertices" not in data:
-                    raise InputError(f"'{path}' has no 'vertices' array", hint="use a file written by fantasyid edit-shape")
-                vertices = np.asarray(data["vertices"], dtype=np.float32)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"'{path}' is not a readable .npz file ({exc})") from exc
-    elif path.suffix.lower() == ".ply":
-        trimesh = _require_trimesh()
-        cloud = trimesh.load(path, process=False)
-        vertices = np.asarray(cloud.vertices, dtype=np.float32)
-    else:
-        raise InputError(f"unknown shape file type '{path.suffix}'", hint="use a .npz from edit-shape or a .ply")
-    if vertices.ndim == 2:
-        vertices = vertices[None]
-    if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise InputError(f"'{path}': vertices must be (V, 3), got {vertices.shape}")
-    return torch.from_numpy(vertices)
-
-
-def _require_trimesh():
-    from ..errors import require
-
-    return require("trimesh", "mesh", "reading .ply shapes")
-
-
 # --------------------------------------------------------------------------------------------------------- tiny
-def synthetic_flame_model(seed: int = 0):
-    """A FLAME-format model on the tiny mesh's finest level (a 642-vertex sphere of head size), made by code.
-
-    Same arrays and layout as FLAME 2020 (300 shape + 100 expression blend shapes, 5-joint skeleton), random
-    blend shapes: the tiny model's stand-in for the licensed ``generic_model.pkl``.
-    """
-    from ..face.flame import FlameModelData
-    from ..models.configs import tiny_mesh_hierarchy
-
-    mesh = tiny_mesh_hierarchy()
-    vertices, faces = mesh.vertices[0] * 0.1, mesh.faces[0]  # radius 10 cm, like a head
-    rng = np.random.default_rng(seed)
-    count = len(vertices)
-    joints = 5  # root, neck, jaw, left eye, right eye
-    regressor = np.zeros((joints, count))
-    order = np.argsort(vertices[:, 1])  # joints regressed from bands of the sphere, bottom to top
-    for joint, band in enumerate(np.array_split(order, joints)):
-        regressor[joint, band] = 1.0 / len(band)
-    weights = np.zeros((count, joints))
-    weights[:, 0] = 1.0
-    # Smooth blend shapes, like FLAME's: each moves the surface along its normal by a random smooth field (64
-    # low-frequency random Fourier features of the position, about 1 mm per unit coefficient), so random codes give
-    # a lumpy head, not a spiky ball.
-    unit = vertices / np.linalg.norm(vertices, axis=1, keepdims=True)  # (V, 3) normals of the sphere
-    frequencies = rng.normal(0.0, 2.0, (3, 64))
-    phases = rng.uniform(0.0, 2 * np.pi, 64)
-    basis = np.cos(unit @ frequencies + phases)  # (V, 64)
-    fields = basis @ rng.normal(0.0, 1e-3 / 8, (64, 400))  # (V, 400) normal displacement per component
-    shapedirs = unit[:, :, None] * fields[:, None, :]  # (V, 3, 400)
-    return FlameModelData(
-        v_template=vertices,
-        shapedirs=shapedirs,
-        posedirs=rng.normal(0.0, 1e-4, (count, 3, 9 * (joints - 1))),
-        j_regressor=regressor,
-        parents=np.array([-1, 0, 1, 1, 1]),
-        lbs_weights=weights,
-        faces=np.asarray(faces, dtype=np.int64),
-    )
-
-
 def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> LoadedPipeline:
     from ..face import FaceAnalyzer
     from ..face.assets import install_buffalo_sc
@@ -164,7 +75,7 @@ def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> Loa
     pipe.set_face_tools(
         face_analyzer=FaceAnalyzer(pack="buffalo_sc", root=root),
         image_encoder=image_encoder.to(device),
-        shape_estimator=ShapeEstimator(deca_flame.to(device), mode=variant),
+        shape_estimator=ShapeEstimator(deca_flame.to(device), mode=variant, licensed=False),
     )
     pipe.to(device)
     info = {
@@ -368,30 +279,50 @@ def load_pipeline(
     dtype: str = "auto",
     offload: bool = False,
     face_root: str | None = None,
-    face_pack: str = "antelopev2",
+    face_pack: str | None = None,
     mesh: str | None = None,
     flame: str | None = None,
     deca: str | None = None,
     download: bool = False,
     shape_needed: bool = True,
-    variant: str = "released",
+    variant: str | None = None,
     sizes: ReleasedSizes | None = None,
 ) -> LoadedPipeline:
     """Build the pipeline for ``model``: ``"tiny"``, ``"released"`` (resolved: $FANTASYID_HOME/FantasyID, then the
-    hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``) or a checkpoint folder. ``shape_needed=False`` skips DECA + FLAME
-    (when the caller brings vertices, e.g. ``--shape``)."""
+    hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``), a folder in the release's layout,
+    or a folder in our own format (:mod:`fantasyid.pipelines.checkpoint`, either variant).
+
+    ``variant``: ``released`` or ``paper``; ``None`` takes the checkpoint's (``released`` for the tiny model and the
+    release). A checkpoint of the other variant is an error. ``shape_needed=False`` skips DECA + FLAME (when the
+    caller brings vertices, e.g. ``--shape``)."""
+    if variant not in (None, "released", "paper"):
+        raise InputError(f"unknown variant {variant!r}", hint="use released or paper")
     torch_device = _pick_device(device)
     if model == "tiny":
-        loaded = _load_tiny(torch_device, face_root, variant)
+        loaded = _load_tiny(torch_device, face_root, variant or "released")
     else:
-        from ..hub import checkpoint_spec
+        from .checkpoint import is_fantasyid_checkpoint, load_fantasyid_checkpoint
 
-        spec, explicit = checkpoint_spec(model)
-        checkpoint = resolve(spec, explicit, download=download).require()
-        loaded = _load_released(
-            checkpoint, torch_device, _pick_dtype(dtype, torch_device), mesh, flame, deca, face_pack, shape_needed,
-            sizes or ReleasedSizes(),
-        )
+        torch_dtype = _pick_dtype(dtype, torch_device)
+        if is_fantasyid_checkpoint(model):
+            loaded = load_fantasyid_checkpoint(
+                model, device=torch_device, dtype=torch_dtype, variant=variant, face_root=face_root,
+                face_pack=face_pack, flame=flame, deca=deca, shape_needed=shape_needed,
+            )
+        else:
+            if variant not in (None, "released"):
+                raise ConfigError(
+                    f"'{model}' is the authors' released checkpoint: the {variant} variant needs a checkpoint in "
+                    "fantasyid's own format", hint="drop --variant, or point --model at a paper checkpoint folder"
+                )
+            from ..hub import checkpoint_spec
+
+            spec, explicit = checkpoint_spec(model)
+            checkpoint = resolve(spec, explicit, download=download).require()
+            loaded = _load_released(
+                checkpoint, torch_device, torch_dtype, mesh, flame, deca, face_pack or "antelopev2", shape_needed,
+                sizes or ReleasedSizes(),
+            )
         if offload:
             loaded.pipe.enable_model_cpu_offload(device=torch_device)
         else:

@@ -15,6 +15,7 @@ With ``use_identity=False`` the pipeline is exactly CogVideoX image-to-video on 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,13 @@ class IdentityInputs:
 @dataclass
 class FantasyIDPipelineOutput(BaseOutput):
     """``frames``: the video (``np.ndarray`` ``(B, F, H, W, 3)`` in [0, 1], PIL frames, or latents);
-    ``identity``: the :class:`IdentityInputs` used (``None`` with ``use_identity=False``)."""
+    ``identity``: the :class:`IdentityInputs` used (``None`` with ``use_identity=False``);
+    ``acceleration``: cache/compile settings and what the cache skipped (``None`` without
+    :func:`~fantasyid.pipelines.acceleration.accelerate`)."""
 
     frames: Any
     identity: IdentityInputs | None = None
+    acceleration: dict[str, Any] | None = None
 
 
 class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
@@ -83,6 +87,7 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         self.face_analyzer = None
         self.image_encoder = None
         self.shape_estimator = None
+        self.acceleration = None  # set by fantasyid.pipelines.acceleration.accelerate (cache hooks, compile)
 
     # ------------------------------------------------------------------ identity
     def set_face_tools(self, face_analyzer=None, image_encoder=None, shape_estimator=None) -> None:
@@ -227,6 +232,9 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         self._interrupt = False
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
+        acceleration = self.acceleration
+        if acceleration is not None:
+            acceleration.start_video()
 
         # 2. Face: detect, align, 3D shape (skipped when the caller brings them)
         if use_identity and identity_cache is None and identity is None:
@@ -296,16 +304,17 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
                 model_input = torch.cat([model_input, image_input], dim=2)  # (B, F', 2C, h, w)
                 timestep = t.expand(model_input.shape[0])
 
-                noise_pred = self.transformer(
-                    hidden_states=model_input,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep=timestep,
-                    ofs=ofs,
-                    image_rotary_emb=rotary,
-                    attention_kwargs=attention_kwargs,
-                    identity_cache=identity_cache,
-                    return_dict=False,
-                )[0].float()
+                with acceleration.step_context() if acceleration is not None else contextlib.nullcontext():
+                    noise_pred = self.transformer(
+                        hidden_states=model_input,
+                        encoder_hidden_states=prompt_embeds,
+                        timestep=timestep,
+                        ofs=ofs,
+                        image_rotary_emb=rotary,
+                        attention_kwargs=attention_kwargs,
+                        identity_cache=identity_cache,
+                        return_dict=False,
+                    )[0].float()
 
                 if use_dynamic_cfg:
                     progress = ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0
@@ -349,5 +358,9 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
 
         if not return_dict:
             return (video, identity)
-        return FantasyIDPipelineOutput(frames=video, identity=identity if use_identity else None)
+        return FantasyIDPipelineOutput(
+            frames=video,
+            identity=identity if use_identity else None,
+            acceleration=acceleration.report() if acceleration is not None else None,
+        )
 

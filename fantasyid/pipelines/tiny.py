@@ -14,7 +14,10 @@ import torch
 
 from ..models.configs import identity_encoder_config, tiny_mesh_hierarchy, transformer_config
 
-__all__ = ["TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "tiny_tokenizer"]
+__all__ = [
+    "TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "cogvideox_scheduler",
+    "tiny_text_encoder_config", "tiny_tokenizer", "tiny_transformer_config", "tiny_vae_config",
+]
 
 TINY_HEIGHT, TINY_WIDTH, TINY_FRAMES = 64, 64, 9
 
@@ -41,7 +44,8 @@ def tiny_tokenizer():
     return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
 
 
-def _tiny_scheduler():
+def cogvideox_scheduler():
+    """CogVideoX-5B's DPM scheduler (its scheduler/scheduler_config.json), built in code."""
     from diffusers import CogVideoXDPMScheduler
 
     # CogVideoX-5B's scheduler settings (v-prediction, zero terminal SNR, trailing spacing).
@@ -59,6 +63,29 @@ def _tiny_scheduler():
     )
 
 
+def tiny_transformer_config(variant: str = "released") -> dict:
+    """The tiny transformer's constructor keys for the ``released`` or ``paper`` identity variant."""
+    t_config = transformer_config("tiny")
+    if variant == "paper":
+        t_config["identity_refiner"] = "conv"
+        # the paper lifts the identity to the DiT's hidden size (METHOD.md "Identity width (pinned)")
+        t_config["identity_dim"] = identity_encoder_config("tiny", variant="paper")["identity_dim"]
+    return t_config
+
+
+def tiny_text_encoder_config(vocab_size: int, d_model: int) -> dict:
+    """Keys of the one-layer T5 encoder's ``T5Config``."""
+    return dict(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+
+
+def tiny_vae_config(latent_channels: int) -> dict:
+    """Constructor keys of the 4-level CogVideoX VAE of width 8."""
+    return dict(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+                up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                latent_channels=latent_channels, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
+
+
 def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: str = "released") -> dict:
     """The pipeline's components at tiny size, seeded: ``FantasyIDPipeline(**build_tiny_components())``.
 
@@ -70,44 +97,20 @@ def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: st
 
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
 
-    t_config = transformer_config("tiny")
-    if variant == "paper":
-        t_config["identity_refiner"] = "conv"
+    t_config = tiny_transformer_config(variant)
     tokenizer = tiny_tokenizer()
 
     torch.manual_seed(seed)
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=t_config["text_embed_dim"],
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    ).eval()
-    latent_channels = t_config["in_channels"] // 2
-    vae = AutoencoderKLCogVideoX(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=latent_channels,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=4,
-    ).eval()
+    t5_config = T5Config(**tiny_text_encoder_config(len(tokenizer), t_config["text_embed_dim"]))
+    text_encoder = T5EncoderModel(t5_config).eval()
+    vae = AutoencoderKLCogVideoX(**tiny_vae_config(t_config["in_channels"] // 2)).eval()
     transformer = FantasyIDTransformer3DModel(**t_config).eval()
     components = {
         "tokenizer": tokenizer,
         "text_encoder": text_encoder,
         "vae": vae,
         "transformer": transformer,
-        "scheduler": _tiny_scheduler(),
+        "scheduler": cogvideox_scheduler(),
         "identity_encoder": None,
     }
     if with_identity:

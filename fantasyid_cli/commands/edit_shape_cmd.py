@@ -107,6 +107,10 @@ def edit_shape(
 
     from fantasyid.editing import parse_assignment, parse_edit
     from fantasyid.editing.run import EditShapeRequest, run_edit_shape
+    from fantasyid.io import check_output_dir
+
+    if generate:  # the video's folder is checked before anything slow, like --out, --mesh and --preview
+        check_output_dir(videos if videos is not None else out.parent, "--videos")
 
     options = {"face_width": face_width, "jaw_width": jaw_width, "jaw_sharpness": jaw_sharpness,
                "chin_length": chin_length, "face_length": face_length, "cheek_fullness": cheek_fullness,

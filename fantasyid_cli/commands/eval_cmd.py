@@ -16,12 +16,13 @@ from ..console import console, err_console
 
 def eval_command(
     runs: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            help="Run folders of videos (one table row each: a method or an ablation), or single video files.",
+            help="Run folders of videos (one table row each: a method or an ablation), or single video files; "
+            "with --merge, the folders (or files) of the shards' partials.",
             show_default=False,
         ),
-    ],
+    ] = None,
     metrics: Annotated[
         str, typer.Option("--metrics", "-m", help="Comma-separated metrics: rs, ifs, fid, fm.")
     ] = "rs,ifs,fid,fm",
@@ -64,6 +65,28 @@ def eval_command(
         str,
         typer.Option("--fid-backend", help="FID Inception runtime: onnxruntime (fp32, fast) or torchscript."),
     ] = "onnxruntime",
+    det_size: Annotated[
+        int,
+        typer.Option(
+            "--det-size",
+            help="Face detector input side in px (multiple of 32); 320 matches ConsisID's evaluation.",
+        ),
+    ] = 640,
+    shard: Annotated[
+        int | None,
+        typer.Option("--shard", help="Evaluate only share I (0-based) of the videos and write a partial file."),
+    ] = None,
+    num_shards: Annotated[
+        int | None, typer.Option("--num-shards", help="Number of shares the videos are split into (with --shard).")
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Combine the shards' partials (the arguments are their folders) into the tables; the settings "
+            "come from the partials.",
+        ),
+    ] = False,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for summary.json, per_video.csv, table.md/.tex and the plot.")
     ] = Path("eval_results"),
@@ -91,20 +114,41 @@ def eval_command(
 
       fantasyid eval clip.mp4 --ref me.png --metrics rs,ifs --json
 
-      fantasyid eval outputs/ --face-pack antelopev2 --face-root ~/models
+      fantasyid eval outputs/ --face-pack antelopev2 --face-root ~/models --det-size 320
+
+    Across processes or machines: each shard writes a partial file, the merge gives the numbers of one process.
+
+      for i in 0 1 2 3; do fantasyid eval runs/a runs/b --shard $i --num-shards 4 --out parts/ & done; wait
+
+      fantasyid eval --merge parts/ --out tables/
 
       fantasyid eval outputs/ --workers 4 --device cuda
     """
-    from fantasyid.errors import InputError
-    from fantasyid.metrics.evaluate import parse_metrics
+    from fantasyid.metrics.results import parse_metrics
 
     metric_names = parse_metrics(metrics)  # unknown names: one-line error before anything is loaded
     labels = [n.strip() for n in names.split(",")] if names is not None else None
+    from fantasyid.io import check_output_dir
+
+    check_output_dir(out, "--out")  # a file, under a file, not writable: one line before any model loads
+    runs = list(runs or [])
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fantasyid.metrics.evaluate import evaluate_runs
-    from fantasyid.metrics.tables import rich_table
+    if merge:
+        given = {
+            "--shard": shard is not None, "--num-shards": num_shards is not None, "--metrics": metrics != "rs,ifs,fid,fm",
+            "--ref": ref is not None, "--refs": refs is not None, "--frames": frames is not None,
+            "--names": names is not None, "--det-size": det_size != 640, "--face-pack": face_pack != "buffalo_sc",
+            "--flow": flow != "farneback",
+        }
+        if any(given.values()):
+            dropped = "/".join(option for option, set_ in given.items() if set_)
+            raise typer.BadParameter(f"--merge takes every setting from the shards' partials: drop {dropped}")
+        from fantasyid.metrics.shards import merge_partials
+
+        _show(merge_partials(runs, out_dir=out), out, json_output)
+        return
 
     with Progress(
         TextColumn("{task.description}"),
@@ -116,9 +160,7 @@ def eval_command(
         transient=True,
         disable=not err_console.is_terminal,  # no progress noise in logs and pipes
     ) as progress:
-        summary = evaluate_runs(
-            runs,
-            metric_names,
+        options = dict(
             ref=ref,
             refs_dir=refs,
             frames=frames,
@@ -127,11 +169,29 @@ def eval_command(
             flow=flow,
             device=device,
             names=labels,
-            out_dir=out,
             progress=progress,
+            det_size=det_size,
             workers=workers,
             fid_backend=fid_backend,
         )
+        if shard is not None or num_shards is not None:
+            from fantasyid.metrics.evaluate import evaluate_shard
+
+            path = evaluate_shard(runs, metric_names, shard=shard, num_shards=num_shards, out_dir=out, **options)
+        else:
+            from fantasyid.metrics.evaluate import evaluate_runs
+
+            summary = evaluate_runs(runs, metric_names, out_dir=out, **options)
+    if shard is not None or num_shards is not None:
+        console.print(f"wrote {path}; when every shard is done: fantasyid eval --merge {out}", highlight=False,
+                      soft_wrap=True)
+        return
+    _show(summary, out, json_output)
+
+
+def _show(summary, out: Path, json_output: bool) -> None:
+    """Notes and warnings on stderr, the table (or JSON) on stdout; exit 1 when nothing could be measured."""
+    from fantasyid.metrics.tables import rich_table
 
     for note in summary.warnings:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
@@ -147,9 +207,5 @@ def eval_command(
         written = ", ".join(str(path) for path in summary.files.values())
         console.print(f"wrote {written}", highlight=False, soft_wrap=True)
 
-    if all(run.frames == 0 for run in summary.runs):
-        raise InputError(
-            "no frame of any video could be read",
-            hint=f"see {Path(out) / 'per_video.csv'} for the reason of each video",
-        )
+    summary.check_measured(Path(out))  # no frame read, or no face anywhere: exit 1 with the reason
 

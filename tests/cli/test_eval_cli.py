@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -60,7 +61,20 @@ def test_help_shows_examples():
     assert "--face-pack" in result.output and "--frames" in result.output
 
 
+def _face_side(frame: np.ndarray, home: Path) -> int:
+    """The side of FM's face window (1.5 × the long side of the face box), the box from insightface directly."""
+    from insightface.app import FaceAnalysis
+
+    app = FaceAnalysis(name="buffalo_sc", root=str(home), allowed_modules=["detection"],
+                       providers=["CPUExecutionProvider"])
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    x1, y1, x2, y2 = app.get(np.ascontiguousarray(frame[:, :, ::-1]))[0].bbox
+    return round(max(x2 - x1, y2 - y1) * 1.5)
+
+
 def test_eval_writes_everything(run_dir, home, tmp_path, monkeypatch):
+    from skimage import data
+
     monkeypatch.setenv("FANTASYID_HOME", str(home))
     out = tmp_path / "out"
     result = runner.invoke(
@@ -75,7 +89,19 @@ def test_eval_writes_everything(run_dir, home, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     run = summary["runs"][0]
     assert (run["videos"], run["videos_unreadable"], run["frames"]) == (3, 1, 12)
-    assert run["fid"] is None and run["fm"] > 0
+    rows = {Path(r["video"]).stem: r for r in csv.DictReader((out / "per_video.csv").open())}
+    moving, still = rows["moving"], rows["still"]
+    # the face moves 4 px per frame: FM = 4 × 128 / window side, in pixels of the 128-px crop
+    expected_fm = 4 * 128 / _face_side(data.astronaut()[:192, 140:332], home)
+    assert float(moving["fm"]) == pytest.approx(expected_fm, rel=0.1)
+    assert float(still["fm"]) == pytest.approx(0.0, abs=0.02) and float(still["ifs"]) == pytest.approx(1.0, abs=1e-4)
+    assert (int(moving["fm_pairs"]), int(moving["ifs_pairs"]), int(moving["pairs_skipped"])) == (5, 5, 0)
+    # the frames are cut from the reference photo itself: the same identity
+    assert float(moving["rs"]) > 0.8 and float(still["rs"]) > 0.8
+    # run values: the mean over the readable videos of their own means
+    for key in ("rs", "ifs", "fm"):
+        assert run[key] == pytest.approx((float(moving[key]) + float(still[key])) / 2, abs=1e-12)
+    assert run["fid"] is None
 
 
 def test_json_output(run_dir, home, tmp_path, monkeypatch, capsys):
@@ -115,3 +141,69 @@ def test_all_videos_unreadable_exits_1(tmp_path, home, capsys, monkeypatch):
     code, _, err = _main(["eval", str(tmp_path), "--metrics", "ifs", "--out", str(tmp_path / "o")], capsys)
     assert code == 1 and "no frame of any video could be read" in err
     assert (tmp_path / "o" / "per_video.csv").is_file()
+
+
+def test_no_face_anywhere_exits_1(tmp_path, home, capsys, monkeypatch):
+    from skimage import data
+
+    monkeypatch.setenv("FANTASYID_HOME", str(home))
+    run = tmp_path / "cups"
+    run.mkdir()
+    _write_video(run / "cup.mp4", [data.coffee()[:192, :192].copy()] * 4)
+    code, out, err = _main(["eval", str(run), "--metrics", "ifs,fm", "--out", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert err.splitlines()[-2] == "error: no face found in any of the 4 evaluated frames: nothing to measure"
+    assert err.splitlines()[-1].startswith(f"hint: see {tmp_path / 'o' / 'per_video.csv'}")
+    rows = list(csv.DictReader((tmp_path / "o" / "per_video.csv").open()))
+    assert (rows[0]["status"], rows[0]["frames_without_face"]) == ("no_face", "4")
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_out_that_cannot_be_a_folder_is_one_line_before_loading(run_dir, tmp_path, capsys, monkeypatch, kind):
+    # an empty model root and a pack that is not there: had a model been loaded first, the error would name it
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "empty_home"))
+    (tmp_path / "taken").write_text("x")
+    out = tmp_path / "taken" if kind == "file" else tmp_path / "taken" / "sub"
+    code, _, err = _main(["eval", str(run_dir), "--metrics", "ifs", "--face-pack", "antelopev2", "--out", str(out)],
+                         capsys)
+    assert code == 1 and "Traceback" not in err
+    expected = (f"error: --out '{out}' is a file, not a folder" if kind == "file"
+                else f"error: --out '{out}' cannot be created: '{tmp_path / 'taken'}' is a file")
+    assert err.splitlines()[0] == expected
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_det_size_is_used_and_recorded(run_dir, home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FANTASYID_HOME", str(home))
+    code, out, _ = _main(["eval", str(run_dir / "still.mp4"), "--metrics", "ifs", "--det-size", "320", "--json",
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["provenance"]["face_pack"]["det_size"] == [320, 320] and data["settings"]["det_size"] == 320
+    assert data["runs"][0]["ifs"] == pytest.approx(1.0, abs=1e-4)
+    code, _, err = _main(["eval", str(run_dir), "--det-size", "300"], capsys)
+    assert code == 1 and err.splitlines()[0] == "error: --det-size must be a multiple of 32 (the detector's stride), got 300"
+
+
+def test_shards_then_merge_on_the_command_line(run_dir, home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FANTASYID_HOME", str(home))
+    parts = tmp_path / "parts"
+    for shard in ("0", "1"):
+        code, out, _ = _main(["eval", str(run_dir), "--metrics", "ifs,fm", "--shard", shard, "--num-shards", "2",
+                              "--out", str(parts)], capsys)
+        assert code == 0 and f"fantasyid eval --merge {parts}" in out
+    code, out, _ = _main(["eval", "--merge", str(parts), "--json", "--out", str(tmp_path / "tables")], capsys)
+    assert code == 0
+    merged = json.loads(out)["runs"][0]
+    code, out, _ = _main(["eval", str(run_dir), "--metrics", "ifs,fm", "--json", "--out", str(tmp_path / "one")],
+                         capsys)
+    single = json.loads(out)["runs"][0]
+    assert (merged["ifs"], merged["fm"], merged["frames"]) == (single["ifs"], single["fm"], single["frames"])
+    assert (tmp_path / "tables" / "table.md").is_file()
+    # a shard number out of range, or --merge with --shard: one line
+    code, _, err = _main(["eval", str(run_dir), "--shard", "2", "--num-shards", "2"], capsys)
+    assert code == 1 and err.startswith("error: --shard 2 --num-shards 2: the shard must lie in 0 … num_shards-1")
+    code, _, err = _main(["eval", "--merge", str(parts), "--shard", "0", "--num-shards", "2", "--frames", "3"], capsys)
+    message = " ".join(err.replace("│", " ").split())  # Click's usage error in Rich's box, wrapped
+    assert code == 2 and "--merge takes every setting from the shards' partials: drop --shard/--num-shards/--frames" in (
+        message)

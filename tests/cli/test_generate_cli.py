@@ -105,3 +105,58 @@ def test_released_model_missing_says_how_to_get_it(files, tmp_path, monkeypatch)
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--ref", str(files / "astronaut.png"), "--prompt", "hi", "--out", str(tmp_path)])
     assert exc.value.code == 1
+
+
+def test_rerun_remakes_only_what_changed(files, tmp_path):
+    out = tmp_path / "out"
+    base = ["generate", "--model", "tiny", "--ref", str(files / "astronaut.png"), "--out", str(out), "--steps", "2"]
+    first = runner.invoke(app, base + ["--prompt", "", "--guidance", "0.5"])
+    assert first.exit_code == 0, first.output
+    assert "empty prompt" in first.output and "guidance is off" in first.output
+    (video,) = out.glob("*.mp4")
+
+    same = runner.invoke(app, base + ["--prompt", "", "--guidance", "0.5"])
+    assert same.exit_code == 0 and "0 made, 1 already done" in same.output
+    assert "random" not in same.output  # a finished batch loads no model
+
+    refused = runner.invoke(app, base + ["--prompt", "", "--guidance", "0.5", "--steps", "3", "--no-overwrite"])
+    assert refused.exit_code == 1
+    assert "refused" in refused.output and "steps 2 → 3" in refused.output
+
+    changed = runner.invoke(app, base + ["--prompt", "a woman laughs", "--guidance", "0.5"])
+    assert changed.exit_code == 0, changed.output
+    assert 'request changed: prompt "" → "a woman laughs"' in changed.output and "1 made" in changed.output
+    assert json.loads(video.with_suffix(".json").read_text())["prompt"] == "a woman laughs"
+    assert _frames(video).shape == (9, 64, 64, 3)
+
+    status = runner.invoke(app, base + ["--prompt", "a woman laughs", "--guidance", "0.5", "--status"])
+    assert status.exit_code == 0 and "1 done, 0 claimed, 0 failed, 0 stale, 0 missing" in status.output
+    video.write_bytes(video.read_bytes()[:-300])  # truncated: the last frames are gone
+    status = runner.invoke(app, base + ["--prompt", "a woman laughs", "--guidance", "0.5", "--status"])
+    assert status.exit_code == 1 and "1 stale" in status.output and "broken" in status.output
+
+
+def _main(argv, capsys) -> tuple[int, str]:
+    from fantasyid_cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out + captured.err
+
+
+def test_bad_batches_fail_before_anything_runs(files, tmp_path, capsys):
+    ref = files / "astronaut.png"
+    code, text = _main(["generate", "--model", "tiny", "--ref", str(ref), "--prompt", "hi", "--steps", "0",
+                        "--out", str(tmp_path / "o")], capsys)  # fmt: skip
+    assert code == 1 and "--steps must be ≥ 1, got 0" in text
+    prompts = tmp_path / "batch.csv"
+    prompts.write_text(f"ref,prompt,name\n{ref},one,same\n{ref},two,other\n{ref},three,same\n")
+    code, text = _main(["generate", "--model", "tiny", "--prompts", str(prompts), "--out", str(tmp_path / "o")], capsys)
+    assert code == 1 and "line 2 and line 4 both write 'same.mp4'" in text
+    prompts.write_text(f'ref,prompt\n{ref},"one\n{ref},two\n')
+    code, text = _main(["generate", "--model", "tiny", "--prompts", str(prompts), "--out", str(tmp_path / "o")], capsys)
+    assert code == 1 and "batch.csv:2: malformed CSV: a quote opened on line 2 is never closed" in text
+    assert not (tmp_path / "o").exists()
+    code, text = _main(["generate", "--model", "tiny", "--ref", str(ref), "--prompt", "hi", "--shard", "1"], capsys)
+    assert code == 1 and "give both --shard I and --num-shards N" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,7 +31,10 @@ def test_all_outputs_written(full_eval):
     _, out = full_eval
     for name in ("summary.json", "per_video.csv", "table.md", "table.tex", "identity_vs_motion.png"):
         assert (out / name).is_file(), name
-    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+    # atomic writes (fantasyid.io.atomic_path: ".{stem}.XXXX.partial{suffix}") leave no temporary file behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["summary.json", "per_video.csv", "table.md", "table.tex", "identity_vs_motion.png"])
+    assert not list(out.glob(".*.partial*"))
     assert (out / "identity_vs_motion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -81,8 +85,10 @@ def test_per_video_csv(full_eval):
 def test_tables_in_paper_layout(full_eval):
     _, out = full_eval
     md = (out / "table.md").read_text()
-    assert md.splitlines()[0] == "| Method | FID ↓ | RS ↑ | IFS ↑ | FM ↑ |"
-    assert "| moving |" in md and "| static |" in md and "**" in md
+    # pandas' to_markdown pads each cell to its column's width: compare the cells
+    assert [cell.strip() for cell in md.splitlines()[0].strip("|").split("|")] == [
+        "Method", "FID ↓", "RS ↑", "IFS ↑", "FM ↑"]
+    assert re.search(r"^\| moving +\|", md, re.M) and re.search(r"^\| static +\|", md, re.M) and "**" in md
     assert "buffalo_sc" in md and "Inception" in md and "farneback" in md
     tex = (out / "table.tex").read_text()
     assert "FID $\\downarrow$ & RS $\\uparrow$ & IFS $\\uparrow$ & FM $\\uparrow$" in tex
@@ -170,3 +176,25 @@ def test_run_names(tmp_path, media):
     shutil.copyfile(media / "still.mp4", tmp_path / "still.mp4")
     with pytest.raises(ConfigError, match="2 run names for 1 run folders"):
         evaluate_runs([tmp_path], "rs", names=["a", "b"])
+
+
+
+# ---- --frames N: IFS and FM over consecutive video frames -------------------------------------------------------
+
+
+def test_sampled_ifs_takes_the_next_video_frame(tmp_path, astronaut, face_root):
+    """Frames alternate a face and its mirror image, so every pair of consecutive video frames is (face, mirror).
+    With --frames 5 of 9 the evaluated frames are 0, 2, 4, 6, 8 (all the same image): IFS must still compare each
+    with the video frame after it, never two evaluated frames with each other (that would give 1.0)."""
+    from fantasyid.io import write_video
+
+    face = np.ascontiguousarray(astronaut[0:256, 120:376])
+    mirror = np.ascontiguousarray(face[:, ::-1])
+    write_video(tmp_path / "alternating.mp4", np.stack([face, mirror] * 4 + [face]), fps=8, quality=9)
+    every = evaluate_runs([tmp_path / "alternating.mp4"], "ifs,fm", face_root=face_root).runs[0].videos[0]
+    sampled = evaluate_runs([tmp_path / "alternating.mp4"], "ifs,fm", frames=5, face_root=face_root).runs[0].videos[0]
+    assert (every.frames, every.ifs_pairs, every.fm_pairs) == (9, 8, 8)
+    assert (sampled.frames, sampled.ifs_pairs, sampled.fm_pairs, sampled.pairs_skipped) == (5, 4, 4, 0)
+    assert every.ifs < 0.99  # a face and its mirror image are not the same embedding
+    assert sampled.ifs == pytest.approx(every.ifs, abs=2e-3)
+    assert sampled.fm == pytest.approx(every.fm, rel=0.1)

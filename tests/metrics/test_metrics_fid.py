@@ -70,13 +70,20 @@ def test_features_equal_fid_helper(extractor, crops):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-def test_fid_equals_scipy_on_the_same_features(extractor, crops):
+def _filled_fid(extractor, crops) -> FaceFID:
+    """A FaceFID holding the 3 reference and 5 generated crops, in batches of 4."""
     real, fake = crops
     fid = FaceFID(extractor, batch_size=4)
     for crop in real:
         fid.add(crop, real=True)
     for crop in fake:
         fid.add(crop, real=False)
+    return fid
+
+
+def test_fid_equals_scipy_on_the_same_features(extractor, crops):
+    real, fake = crops
+    fid = _filled_fid(extractor, crops)
     result = fid.compute()
     expected = _scipy_fid(_features(extractor, real), _features(extractor, fake))
     print(f"FID torchmetrics {result.value:.4f} vs SciPy {expected:.4f}")
@@ -99,3 +106,24 @@ def test_crops_must_be_uint8_rgb(extractor):
     fid = FaceFID(extractor)
     with pytest.raises(ValueError):
         fid.add(np.zeros((8, 8, 3), dtype=np.float32), real=True)
+
+
+def test_fid_from_sums_equals_torchmetrics_and_halves_add_up(extractor, crops):
+    """FeatureStats are torchmetrics' own sums: the distance from them equals FrechetInceptionDistance.compute, and
+    the sums of two halves of a set (two shards) give the FID of the whole set."""
+    from fantasyid.metrics.fid import FeatureStats, frechet_distance
+
+    real, fake = crops
+    fid = _filled_fid(extractor, crops)
+    ours = fid.compute().value
+    theirs = float(fid.metric.compute())
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+    halves = FeatureStats.empty(), FeatureStats.empty()
+    features = _features(extractor, fake)  # (5, 2048)
+    halves[0].add(torch.from_numpy(features[:2]))
+    halves[1].add(torch.from_numpy(features[2:]))
+    merged = halves[0] + halves[1]
+    assert merged.count == 5
+    torch.testing.assert_close(merged.total, fid.stats(real=False).total, rtol=1e-6, atol=1e-6)
+    assert frechet_distance(fid.stats(real=True), merged) == pytest.approx(ours, rel=1e-6)

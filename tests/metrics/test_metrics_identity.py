@@ -79,8 +79,14 @@ def test_gap_counts(identity_motion_eval, video_result):
     gap = video_result(identity_motion_eval, "gap")
     assert (gap.frames, gap.frames_without_face) == (10, 3)
     assert gap.ifs_pairs == 4 + 1  # frames 0-4 and 8-9 are consecutive faces; the coffee frames break the chain
-    assert gap.fm_pairs == 5 + 1  # pairs (t, t+1) with a face in t: t = 0…4 and t = 8
+    # FM takes the same pairs as IFS (both frames with a face); (4, 5), (5, 6), (6, 7), (7, 8) are left out
+    assert (gap.fm_pairs, gap.pairs_skipped) == (4 + 1, 4)
     assert gap.status == "ok"
+    # the face is still: a face-to-cup pair counted in FM would add a large flow to a zero motion
+    assert gap.fm == pytest.approx(0.0, abs=0.02)
+    run = identity_motion_eval.runs[0]
+    assert run.pairs_skipped == 4 + 5  # gap's four and noface's five (6 frames, no face)
+    assert "9 frame pairs (t, t+1) left out of IFS/FM: a frame of the pair has no face" in run.warnings
 
 
 def test_still_video_ifs_is_one(identity_motion_eval, video_result):

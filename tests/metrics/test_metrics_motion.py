@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fantasyid.errors import ConfigError
-from fantasyid.metrics.motion import FaceMotion, FlowSettings, face_window
+from fantasyid.metrics.motion import FaceMotion, FlowSettings, crop_window, face_window, to_grey
 
 BOX = np.array([200.0, 180.0, 300.0, 280.0])  # a 100 × 100 box on the astronaut's face and suit
 
@@ -44,9 +44,21 @@ def test_no_motion_gives_zero(astronaut, method):
 
 
 def test_window_leaving_the_frame_is_padded(astronaut):
+    import cv2
+
     first, second = _shifted_pair(astronaut, 3)
     edge_box = np.array([-20.0, -10.0, 60.0, 70.0])  # partly outside the frame
-    assert np.isfinite(FaceMotion().pair(first, second, edge_box))
+    window = face_window(edge_box, size=128, margin=0.25)
+    assert (window.x0, window.y0, window.side) == (-40, -30, 120)
+    # the window's part outside the frame repeats the edge pixels (NumPy's "edge" padding, computed independently)
+    grey = to_grey(first)
+    expected = np.pad(grey, ((30, 0), (40, 0)), mode="edge")[:120, :120]
+    np.testing.assert_array_equal(crop_window(grey, window, 128), cv2.resize(expected, (128, 128)))
+    # FM: zero without motion; with the 3-px shift, 3 × 128 / 120 crop px (the still border pulls Farneback less
+    # than 30 % off, DIS less than 10 %)
+    assert FaceMotion().pair(first, first.copy(), edge_box) == pytest.approx(0.0, abs=1e-3)
+    assert FaceMotion(FlowSettings(method="dis")).pair(first, second, edge_box) == pytest.approx(3.2, rel=0.1)
+    assert FaceMotion().pair(first, second, edge_box) == pytest.approx(3.2, rel=0.3)
 
 
 def test_bad_settings():

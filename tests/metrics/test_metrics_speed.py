@@ -14,7 +14,7 @@ import torch
 
 from fantasyid.errors import ConfigError
 from fantasyid.metrics import evaluate_runs
-from fantasyid.metrics.fid import CropFeatures, FaceFID, InceptionFeatures
+from fantasyid.metrics.fid import CropFeatures, FaceFID, FeatureStats, InceptionFeatures, fid_from_stats
 from fantasyid.metrics.inception_fast import OnnxInceptionFeatures
 from fantasyid.metrics.parallel import ordered_map, plan_execution, resolve_device
 
@@ -115,28 +115,29 @@ def test_a_damaged_onnx_cache_is_exported_again(tmp_path):
     assert again(torch.zeros((1, 3, 64, 64), dtype=torch.uint8)).shape == (1, 2048)
 
 
-def test_features_added_from_workers_give_the_same_fid(astronaut, face_root):
-    """Crops through FaceFID's own batches vs features computed per video (CropFeatures) and added afterwards."""
+def test_features_from_workers_give_the_same_fid(astronaut, face_root):
+    """Crops through FaceFID's own batches vs features computed per video (CropFeatures, as the workers do) and
+    added to the run's FeatureStats afterwards."""
     extractor = OnnxInceptionFeatures(cache_dir=face_root / "cache")
     real = [astronaut[40 + 11 * i : 250 + 11 * i, 150 + 6 * i : 360 + 6 * i].copy() for i in range(3)]
     fake = [astronaut[20 + 5 * i : 230 + 5 * i, 140 + 9 * i : 350 + 9 * i].copy() for i in range(4)]
     direct = FaceFID(extractor, batch_size=2)
-    handed = FaceFID(extractor, batch_size=2)
     for crop in real:
         direct.add(crop, real=True)
-        handed.add(crop, real=True)
     for crop in fake:
         direct.add(crop, real=False)
+    handed = FeatureStats.empty()
     for part in (fake[:3], fake[3:]):  # two "videos"
         collector = CropFeatures(extractor, batch_size=2)
         for crop in part:
             collector.add(crop)
-        handed.add_features(collector.finish(), real=False)
-    a, b = direct.compute(), handed.compute()
-    assert (a.reference_crops, a.generated_crops) == (b.reference_crops, b.generated_crops) == (3, 4)
-    assert b.value == pytest.approx(a.value, rel=1e-9)
-    with pytest.raises(ValueError, match="2048"):
-        handed.add_features(np.zeros((2, 10)), real=False)
+        handed.add(collector.finish())
+    expected = direct.compute()
+    got = fid_from_stats(direct.stats(real=True), handed)
+    assert (got.reference_crops, got.generated_crops) == (3, 4)
+    assert got.value == pytest.approx(expected.value, rel=1e-9)
+    with pytest.raises(ValueError, match="uint8"):
+        collector.add(fake[0].astype(np.float32))
 
 
 def test_ordered_map_keeps_order_runs_on_threads_and_raises():
