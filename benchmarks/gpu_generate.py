@@ -333,8 +333,17 @@ def run_loop(pipe, size: Size, cache, steps: int, device) -> tuple[torch.Tensor,
     out = pipe(first_frame(size), prompt_embeds=embeds[1:], negative_prompt=None, negative_prompt_embeds=embeds[:1],
                height=size.height, width=size.width, num_frames=size.frames, num_inference_steps=steps,
                generator=torch.Generator(device="cpu").manual_seed(42), identity_cache=cache, output_type="latent",
+               identity=given_crop(size),
                callback_on_step_end=on_step)
     return out.frames.float(), (stamps[-1] - stamps[0]) / (len(stamps) - 1), out.acceleration
+
+
+def given_crop(size: Size):
+    """The first-frame image passed as an already aligned face crop: with a precomputed identity cache the pipeline
+    otherwise detects and aligns the face itself, and this machine may have no face detector."""
+    from fantasyid.pipelines.pipeline_fantasyid import IdentityInputs
+
+    return IdentityInputs(face_image=first_frame(size), vertices=None)
 
 
 def cache_rows(size: Size, device, cache, args) -> list[dict]:
@@ -399,6 +408,7 @@ def pipeline_rows(size: Size, device, kept: dict, args) -> list[dict]:
         try:
             pipe(first_frame(size), "a person smiles at the camera", height=size.height, width=size.width,
                  num_frames=size.frames, num_inference_steps=1, identity_cache=cache, output_type="pt",
+                 identity=given_crop(size),
                  generator=torch.Generator(device="cpu").manual_seed(42), callback_on_step_end=on_step)
             sync(device)
             end = time.perf_counter()

@@ -18,6 +18,7 @@ import csv
 import json
 import re
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ class GenerateSettings:
 
     steps: int = 50  #: denoising steps
     guidance: float = 6.0  #: classifier-free guidance scale (text only)
-    frames: int = 49  #: output frames (1 + a multiple of 4)
+    frames: int = 49  #: output frames (1 + a multiple of 8)
     height: int = 480
     width: int = 720
     fps: int = 8
@@ -75,15 +76,16 @@ class GenerateSettings:
         """Settings with the unset sizes filled in for ``model``: the release's defaults, or for ``tiny`` the tiny
         model's (4 steps, 9 frames, 64×64). A value given (even 0, which is then refused) is never replaced."""
         tiny = model == "tiny"
+        saved = _saved_checkpoint_size(model)  # our own checkpoint folder: the size its model was built for
 
         def pick(value: int | None, tiny_default: int, default: int) -> int:
             return value if value is not None else (tiny_default if tiny else default)
 
         return cls(
             steps=pick(steps, 4, 50),
-            frames=pick(frames, 9, 49),
-            height=pick(height, 64, 480),
-            width=pick(width, 64, 720),
+            frames=frames if frames is not None else (saved[0] if saved else pick(None, 9, 49)),
+            height=height if height is not None else (saved[1] if saved else pick(None, 64, 480)),
+            width=width if width is not None else (saved[2] if saved else pick(None, 64, 720)),
             **others,
         )
 
@@ -121,6 +123,24 @@ class GenerateSettings:
         return {key: value for key, value in asdict(self).items() if key not in ("seed", "negative_prompt")}
 
 
+def _saved_checkpoint_size(model: str) -> tuple[int, int, int] | None:
+    """(frames, height, width) a checkpoint folder in our format was built for, read from its configs (no torch):
+    the transformer's ``sample_frames`` and latent ``sample_height/width`` times the VAE's spatial factor. ``None``
+    for anything else (``tiny``, ``released``, a hub id, the release's own folder)."""
+    folder = Path(model).expanduser()
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        if not isinstance(index, dict) or not isinstance(index.get("fantasyid"), dict):
+            return None
+        transformer = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        scale = 2 ** (len(vae["block_out_channels"]) - 1)  # diffusers' vae_scale_factor_spatial
+        return (int(transformer["sample_frames"]), int(transformer["sample_height"]) * scale,
+                int(transformer["sample_width"]) * scale)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not our folder (or unreadable): the loader says what is wrong later
+
+
 @dataclass
 class GenerationItem:
     """One video to make. ``name`` (optional) becomes the output file stem after sanitising."""
@@ -147,6 +167,7 @@ class ItemResult:
     seconds: float = 0.0
     note: str | None = None  #: why it was (re)made: the request changed, the mp4 was broken, a dead claim was taken
     index: int = 0  #: position in the batch
+    traceback: str | None = None  #: of a failure, for FANTASYID_DEBUG=1
 
 
 @dataclass
@@ -479,7 +500,8 @@ def _make_item(runner, item, seed, stem, settings, folder: BatchFolder, model_in
         except FantasyIDError as exc:
             message = exc.message + (f" ({exc.hint})" if exc.hint else "")
             folder.record_failure(stem, message)
-            return ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start, note=text)
+            return ItemResult(item, "failed", error=message, seconds=time.perf_counter() - start, note=text,
+                              traceback=traceback.format_exc())
 
 
 def _write_checked_video(video: Path, frames, settings: GenerateSettings) -> None:
@@ -581,13 +603,15 @@ def run_generation(
     shard: Shard | None = None,
     no_overwrite: bool = False,
     claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    step_callback: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
     """Make every item of ``shard`` (what ``fantasyid generate`` runs), with Rich progress bars.
 
     The output folder is checked first; the pipeline is loaded once, when the first item that is not done yet is
     claimed (a rerun of a finished batch loads nothing). ``loaded`` (a
     :class:`~fantasyid.pipelines.loading.LoadedPipeline` of ``model``) skips loading. With ``device`` ``auto`` or
-    ``cuda``, a launcher's ``LOCAL_RANK`` picks the GPU.
+    ``cuda``, a launcher's ``LOCAL_RANK`` picks the GPU. ``step_callback(done, total)`` is called after every
+    denoising step (the web app's progress bar).
     """
     import PIL.Image
     import torch
@@ -599,7 +623,7 @@ def run_generation(
     from .face.shape import check_shape_mode, load_shape_file
     from .io import check_output_dir
     from .pipelines.acceleration import describe_skips
-    from .pipelines.loading import load_pipeline
+    from .pipelines.loading import fit_size, load_pipeline
 
     console = console or Console(stderr=True)
     check_output_dir(out_dir)
@@ -625,8 +649,10 @@ def run_generation(
                     model, variant=variant, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
                     mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
                     deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
+                    height=settings.height, width=settings.width,
                 )
                 progress.remove_task(loading)
+            fit_size(state["loaded"], settings.height, settings.width)  # tiny takes any size; a fixed-size one refuses
             if shape is not None:
                 check_shape_mode(shape, state["loaded"].variant)  # a SHAPE.npz of the other mode is refused
             info = state["loaded"].info
@@ -644,6 +670,8 @@ def run_generation(
 
         def on_step(pipeline, step, timestep, tensors):
             progress.update(steps, completed=step + 1)
+            if step_callback is not None:
+                step_callback(step + 1, settings.steps)
             return {}
 
         def runner(item: GenerationItem, seed: int):

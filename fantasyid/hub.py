@@ -98,13 +98,31 @@ def _from_hub(spec: WeightSpec, local_only: bool) -> Path | None:
             path = root / spec.repo_path if spec.repo_path else root
         else:
             path = Path(hf_hub_download(spec.repo_id, spec.repo_path, local_files_only=local_only))
-    except LocalEntryNotFoundError:
-        return None
+    except LocalEntryNotFoundError as exc:  # offline: HF_HUB_OFFLINE, no network, or the hub unreachable
+        if local_only:
+            return None
+        raise _unreachable(spec, exc) from exc
     except OSError as exc:  # network failures when downloading were asked for
         if local_only:
             return None
-        raise WeightsNotFoundError(f"could not download {spec.repo_id}: {exc}", hint=spec.how_to_get) from exc
+        raise _unreachable(spec, exc) from exc
     return path if _exists(path, spec.is_dir) else None
+
+
+def _unreachable(spec: WeightSpec, exc: Exception) -> WeightsNotFoundError:
+    """The hub cannot be reached: say so, and how to fetch on another machine and copy the folder here."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0", "false"):
+        why = "HF_HUB_OFFLINE is set"
+    else:  # huggingface_hub wraps the network error: keep its first part ("ConnectError: … not known")
+        why = " ".join(str(exc).split()).removeprefix("Got: ").split(" An error happened")[0][:120]
+        why = why or type(exc).__name__
+    target = fantasyid_home() / spec.home_path
+    fetch = f"hf download {spec.repo_id}" + (f" {spec.repo_path}" if spec.repo_path else "")
+    return WeightsNotFoundError(
+        f"cannot reach the Hugging Face hub to download {spec.repo_id} ({why})",
+        hint=f"on a machine with internet run `{fetch} --local-dir {Path(spec.home_path).name}`, then copy that "
+        f"{'folder' if spec.is_dir else 'file'} to {target} on this machine (or pass --model PATH)",
+    )
 
 
 _FLAME_HOW = (
@@ -199,6 +217,8 @@ def check_model(
 
     specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
     explicit = {"mesh": mesh, "flame": flame, "deca": deca}
+    if (Path(model).expanduser() / "model_index.json").is_file():  # fantasyid's own format
+        return _check_own_checkpoint(Path(model).expanduser(), specs, explicit)
     ckpt_spec, ckpt_path = checkpoint_spec(model)
     try:
         checkpoint = resolve(ckpt_spec, ckpt_path)
@@ -214,18 +234,38 @@ def check_model(
             present = _part_present(checkpoint.path, part)
             reports.append(WeightReport(f"  {part}", what, present, str(checkpoint.path / part),
                                         "" if present else "the checkpoint folder is incomplete: fetch it again"))
-    for key in ("mesh", "flame", "deca"):
-        spec = specs[key]
-        try:
-            found = resolve(spec, explicit[key])
-        except WeightsNotFoundError as exc:
-            reports.append(WeightReport(key, spec.what, False, str(explicit[key]), exc.hint))
-            continue
-        if not found.found and key == "mesh" and checkpoint.found and (checkpoint.path / "assets/transform.pkl").is_file():
-            found = Resolution(spec, checkpoint.path / "assets/transform.pkl", found.looked_in)
-        where = str(found.path) if found.found else "; ".join(found.looked_in)
-        reports.append(WeightReport(key, spec.what, found.found, where, "" if found.found else spec.how_to_get))
+    bundled_mesh = checkpoint.path / "assets/transform.pkl" if checkpoint.found else None
+    reports += [_report(specs[key], explicit[key], bundled_mesh if key == "mesh" else None)
+                for key in ("mesh", "flame", "deca")]
     return reports
+
+
+def _check_own_checkpoint(folder: Path, specs: dict, explicit: dict) -> list[WeightReport]:
+    """A checkpoint saved by :func:`fantasyid.pipelines.checkpoint.save_fantasyid_checkpoint`: its index checked key
+    by key; DECA + FLAME only when it does not carry its own (a full-size model: they are licensed)."""
+    from .errors import CheckpointError
+    from .pipelines.checkpoint import SHAPE_DIR, read_model_index
+
+    try:
+        block = read_model_index(folder)["fantasyid"]
+    except CheckpointError as exc:
+        return [WeightReport("fantasyid", "a fantasyid checkpoint", False, exc.message, exc.hint)]
+    reports = [WeightReport("fantasyid", f"a fantasyid checkpoint ({block['variant']} variant)", True, str(folder))]
+    if (folder / SHAPE_DIR).is_dir():
+        return reports
+    return reports + [_report(specs[key], explicit[key]) for key in ("flame", "deca")]
+
+
+def _report(spec: WeightSpec, explicit: str | None, fallback: Path | None = None) -> WeightReport:
+    """One weight: resolved (explicit path, $FANTASYID_HOME, hub cache), else ``fallback`` if that file exists."""
+    try:
+        found = resolve(spec, explicit)
+    except WeightsNotFoundError as exc:
+        return WeightReport(spec.key, spec.what, False, str(explicit), exc.hint)
+    if not found.found and fallback is not None and fallback.is_file():
+        found = Resolution(spec, fallback, found.looked_in)
+    where = str(found.path) if found.found else "; ".join(found.looked_in)
+    return WeightReport(spec.key, spec.what, found.found, where, "" if found.found else spec.how_to_get)
 
 
 def checkpoint_spec(model: str) -> tuple[WeightSpec, str | None]:

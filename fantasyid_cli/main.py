@@ -14,6 +14,27 @@ from .commands.eval_cmd import eval_command
 from .commands.pending import PENDING, register_pending
 from .console import console, debug_enabled, fail
 
+
+def _flags_show_no_type() -> None:
+    """Typer's help prints ``<bool>`` after on/off flags (``--offload``, ``--json``, ``--help``), which take no
+    value: show nothing there. Options that take a value keep their ``<int>``, ``<path>``, …"""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "fantasyid_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if self.is_flag and not self.count and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich.fantasyid_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     name="fantasyid",
     help=(
@@ -22,6 +43,8 @@ app = typer.Typer(
         "  fantasyid --version\n\n"
         "  fantasyid generate --ref me.png --prompt \"a woman walks on the beach\"\n\n"
         "  fantasyid eval outputs/ --metrics rs,ifs,fid,fm\n\n"
+        "  fantasyid prep videos/ --out data/ && fantasyid prep merge data/\n\n"
+        "  fantasyid app --model tiny\n\n"
         "Set FANTASYID_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
@@ -52,12 +75,20 @@ from .commands.generate_cmd import generate  # noqa: E402  (imports no torch at 
 from .commands.edit_shape_cmd import edit_shape  # noqa: E402  (imports no torch at module level)
 
 from .commands.models_cmd import app as models_app  # noqa: E402
+from .commands.prep_cmd import prep_command  # noqa: E402  (imports no torch at module level)
 
 app.command("generate", help=generate.__doc__)(generate)
 app.command("edit-shape", help=edit_shape.__doc__)(edit_shape)
 app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)
+app.command("prep")(prep_command)
+
+from .commands.app_cmd import app_command  # noqa: E402  (imports no torch or gradio at module level)
+from .commands.study_cmd import app as study_app  # noqa: E402
+
+app.command("app")(app_command)
+app.add_typer(study_app, name="study")
 
 for _name in PENDING:
     register_pending(app, _name)

@@ -44,3 +44,82 @@ def face_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fantasyid_home")
     install_buffalo_sc(root)
     return root
+
+
+@pytest.fixture
+def run_main(capsys):
+    """``run_main(argv) -> (exit code, stdout, stderr)``: the real ``fantasyid`` entry point, typed errors included
+    (one line + hint, exit 1)."""
+    from fantasyid_cli import main as cli_main
+
+    def run(argv):
+        with pytest.raises(SystemExit) as caught:
+            cli_main.main(argv)
+        captured = capsys.readouterr()
+        return caught.value.code, captured.out, captured.err
+
+    return run
+
+# ----------------------------------------------------------------------------------------------- browser tests
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """``free_port()``: a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port
+
+
+@pytest.fixture
+def chrome():
+    """Headless Debian Chromium driven by Selenium (``apt-get install chromium chromium-driver``; .ci/run does it).
+
+    Missing outside CI: skipped; missing in CI (``CI`` set): an error, never a silent skip.
+    """
+    import shutil
+
+    binary, driver_path = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
+    if not Path(binary).is_file() or driver_path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)")
+        pytest.skip("chromium / chromedriver not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                     "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _save_screenshot(driver, name: str) -> None:
+    folder = os.environ.get("FANTASYID_SCREENSHOTS")
+    if not folder:
+        return
+    import io
+
+    import PIL.Image
+
+    image = PIL.Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    image.thumbnail((900, 1400))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    image.quantize(colors=128).save(Path(folder) / name, optimize=True)
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(driver, name)``: a small PNG of the page into ``$FANTASYID_SCREENSHOTS`` (the README's pictures,
+    made by ``FANTASYID_SCREENSHOTS=docs python -m pytest tests/app tests/study``); nothing when it is unset."""
+    return _save_screenshot

@@ -3,7 +3,7 @@
 
 Models (``model``):
 
-* ``tiny``: the tiny model's FLAME-format sphere (:func:`fantasyid.pipelines.loading.synthetic_flame_model`), and
+* ``tiny``: the tiny model's FLAME-format sphere (:func:`fantasyid.face.shape.synthetic_flame_model`), and
   for a photo the very DECA encoder (random weights) and face detector (buffalo_sc) that ``generate --model tiny``
   uses, taken from :func:`~fantasyid.pipelines.loading.load_pipeline` so that an unedited shape is exactly what
   ``generate`` would have estimated.
@@ -58,6 +58,9 @@ class EditShapeRequest:
     device: str = "cpu"
     bound: float = DEFAULT_BOUND
     max_change: float = DEFAULT_MAX_CHANGE
+    #: an already loaded pipeline of ``model`` (:class:`~fantasyid.pipelines.loading.LoadedPipeline`) whose DECA,
+    #: FLAME and face detector are used instead of loading them again (the web app edits many times per load)
+    loaded: Any = None
 
     def __post_init__(self) -> None:
         if self.ref is None and self.shape is None:
@@ -128,9 +131,20 @@ def _build_tools(request: EditShapeRequest, model: str, device: str, need_photo:
     """FLAME (+ DECA and a face detector for a photo) of ``model``, and the editor on that FLAME."""
     landmarks = None if request.landmarks is None else str(request.landmarks)
     limits = {"bound": request.bound, "max_change": request.max_change}
+    estimator = getattr(request.loaded.pipe, "shape_estimator", None) if request.loaded is not None else None
+    if estimator is not None:  # reuse the loaded pipeline's DECA + FLAME and face detector
+        if landmarks is None and model != "tiny":
+            from fantasyid.hub import RELEASED_WEIGHTS, resolve
+
+            flame_path = resolve(next(s for s in RELEASED_WEIGHTS if s.key == "flame"), request.flame).path
+            found = None if flame_path is None else _default_landmarks(Path(flame_path))
+            landmarks = None if found is None else str(found)
+        deca_flame, analyzer = estimator.deca_flame, request.loaded.pipe.face_analyzer
+        return _Tools(ShapeEditor(deca_flame.flame, landmarks=landmarks, **limits), deca_flame, analyzer, request.loaded)
     if model == "tiny":
         from fantasyid.face.flame import FlameLayer
-        from fantasyid.pipelines.loading import load_pipeline, synthetic_flame_model
+        from fantasyid.face.shape import synthetic_flame_model
+        from fantasyid.pipelines.loading import load_pipeline
 
         if need_photo:
             loaded = load_pipeline("tiny", device=device,

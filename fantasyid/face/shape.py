@@ -96,7 +96,8 @@ def load_shape_file(path: str | os.PathLike[str]):
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "vertices" not in data:
-                    raise InputError(f"'{path}' has no 'vertices' array", hint="use a file written by fantasyid edit-shape")
+                    raise InputError(f"'{path}' has no 'vertices' array",
+                                     hint="use a file written by fantasyid edit-shape")
                 vertices = np.asarray(data["vertices"], dtype=np.float32)
         except (OSError, ValueError) as exc:
             raise InputError(f"'{path}' is not a readable .npz file ({exc})") from exc

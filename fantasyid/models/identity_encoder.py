@@ -697,7 +697,8 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
                 raise ValueError(
                     f"EVA-CLIP hidden states must be (B, {expected[0]}, {expected[1]}), got {tuple(hidden.shape)}"
                 )
-        return self.face_abstractor([hidden.to(self.dtype) for hidden in clip_hidden_states])
+        dtype = next(self.face_abstractor.parameters()).dtype  # bf16 on a GPU for the release (release_precision)
+        return self.face_abstractor([hidden.to(dtype) for hidden in clip_hidden_states])
 
     def encode_vertices(self, vertices: torch.Tensor, face_tokens: torch.Tensor) -> torch.Tensor:
         """FLAME vertices ``(B, V_0, 3)`` and face tokens → fused vertex features.
@@ -710,7 +711,7 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
             raise ValueError(f"vertices must be (B, {c.mesh_num_vertices[0]}, 3), got {tuple(vertices.shape)}")
         self._require_mesh()
         batch, num_coarse = vertices.shape[0], c.mesh_num_vertices[-1]
-        vertices = vertices.to(self.dtype)
+        vertices = vertices.to(next(self.fusion.parameters()).dtype)  # the vertex branch stays fp32
 
         # 1. Vertex tokens on the coarsest level, plus the sinusoidal code of each coarse vertex's depth
         coarse = self.pool_vertices(vertices)  # (B, V_L, 3)

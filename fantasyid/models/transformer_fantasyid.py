@@ -135,7 +135,16 @@ class IdentityAttention(nn.Module):
             value = value.expand(batch, -1, -1, -1)
         key = key.to(query.dtype)
         value = value.to(query.dtype)
-        out = F.scaled_dot_product_attention(query, key, value)  # (B, h, N, d)
+        if query.dtype == torch.float32:
+            out = F.scaled_dot_product_attention(query, key, value)  # (B, h, N, d)
+        else:
+            # The release computes this softmax in fp32 even when the model runs in bf16 (reference/
+            # official_code_notes.md §3, LayerAttention): scores in the working dtype with the scale 1/√d split
+            # over queries and keys, softmax in fp32, back to the working dtype for the values. In fp32 that is
+            # the softmax SDPA computes, so fp32 keeps SDPA.
+            scale = self.head_dim**-0.25
+            scores = (query * scale) @ (key * scale).transpose(-1, -2)  # (B, h, N, N_id)
+            out = scores.float().softmax(dim=-1).to(query.dtype) @ value  # (B, h, N, d)
         out = out.transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim)
         out = self.to_out(out)
         if self.refiner is not None:

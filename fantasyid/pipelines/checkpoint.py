@@ -49,6 +49,7 @@ COMPONENTS = {
 _INDEX_KEYS = {"_class_name", "_diffusers_version", "fantasyid", *COMPONENTS}
 _BLOCK_KEYS = ("format_version", "variant", "shape_mode", "face_pack")
 IMAGE_ENCODER_DIR, MESH_FILE, SHAPE_DIR = "image_encoder", "mesh/hierarchy.npz", "shape_estimator"
+_INCOMPLETE = "the checkpoint is incomplete: save it again"
 _FLAME_FIELDS = ("v_template", "shapedirs", "posedirs", "j_regressor", "parents", "lbs_weights", "faces")
 
 
@@ -162,14 +163,15 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"'{folder}' has no {INDEX_FILE}", hint="save it with save_fantasyid_checkpoint") from None
+        raise CheckpointError(f"'{folder}' has no {INDEX_FILE}",
+                              hint="save it with save_fantasyid_checkpoint") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"'{path}' is not readable JSON ({exc})") from exc
     if not isinstance(index, dict):
         raise CheckpointError(f"'{path}' holds no JSON object")
     missing = sorted(_INDEX_KEYS - set(index))
     if missing:
-        raise CheckpointError(f"'{path}' lacks the key '{missing[0]}'", hint="the checkpoint is incomplete: save it again")
+        raise CheckpointError(f"'{path}' lacks the key '{missing[0]}'", hint=_INCOMPLETE)
     extra = sorted(set(index) - _INDEX_KEYS)
     if extra:
         raise CheckpointError(f"'{path}' has an unexpected key '{extra[0]}'", hint="this loader knows format version "
@@ -190,37 +192,22 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"'{path}': variant {block['variant']!r} with shape mode {block['shape_mode']!r}")
     for name in [*COMPONENTS, IMAGE_ENCODER_DIR]:
         if not (folder / name).is_dir():
-            raise CheckpointError(f"'{folder}' has no {name}/ folder", hint="the checkpoint is incomplete: save it again")
+            raise CheckpointError(f"'{folder}' has no {name}/ folder", hint=_INCOMPLETE)
     if not (folder / MESH_FILE).is_file():
-        raise CheckpointError(f"'{folder}' has no {MESH_FILE}", hint="the checkpoint is incomplete: save it again")
+        raise CheckpointError(f"'{folder}' has no {MESH_FILE}", hint=_INCOMPLETE)
     return index
 
 
 # ------------------------------------------------------------------------------------------------------------ load
-def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"'{folder}' holds no .safetensors weights")
-    state: dict[str, torch.Tensor] = {}
-    for path in files:
-        part = load_file(str(path))
-        overlap = state.keys() & part.keys()
-        if overlap:
-            raise CheckpointError(f"'{path.name}' repeats the key '{sorted(overlap)[0]}' of another shard")
-        state.update(part)
-    return state
-
-
 def _load_model(cls, folder: Path, *, meta: bool):
     """``cls`` from ``folder/config.json`` with exactly the keys and shapes of ``folder``'s safetensors."""
     from accelerate import init_empty_weights
 
     from ..models.convert import check_state_dict
+    from .loading import _read_transformer_state
 
     config = cls.load_config(folder)
-    state = _read_safetensors(folder)
+    state = _read_transformer_state(folder, allow_bin=False)  # our format: safetensors only
     if meta:
         with init_empty_weights():
             model = cls.from_config(config)
@@ -295,7 +282,7 @@ def load_fantasyid_checkpoint(
     from ..models.identity_encoder import FantasyIDIdentityEncoder
     from ..models.mesh import MeshHierarchy
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
-    from .loading import LoadedPipeline, _materialise_buffers
+    from .loading import LoadedPipeline, _materialise_buffers, release_precision
     from .pipeline_fantasyid import FantasyIDPipeline
 
     folder = Path(folder).expanduser()
@@ -318,8 +305,9 @@ def load_fantasyid_checkpoint(
         vae=AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype),
         transformer=transformer if transformer.dtype == dtype else transformer.to(dtype),
         scheduler=CogVideoXDPMScheduler.from_pretrained(folder / "scheduler"),
-        identity_encoder=encoder,  # fp32, as the release loader keeps it
+        identity_encoder=encoder,  # fp32 but for the released face abstractor on a GPU (release_precision)
     )
+    release_precision(encoder, device, dtype)
     mode = block["shape_mode"]
     shape_estimator = None
     if (folder / SHAPE_DIR).is_dir():

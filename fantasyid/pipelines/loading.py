@@ -25,8 +25,8 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..face.shape import ShapeEstimator, load_shape_file, synthetic_flame_model  # noqa: F401  (public here too)
 from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
 
-__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "load_pipeline", "load_released_transformer",
-           "load_shape_file", "synthetic_flame_model"]
+__all__ = ["LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "fit_size", "load_pipeline",
+           "load_released_transformer", "load_shape_file", "release_precision", "synthetic_flame_model"]
 
 EVA_FILE = "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt"
 #: Keys of the release's transformer/config.json that are not CogVideoX's (identity settings of its own code).
@@ -57,7 +57,7 @@ class LoadedPipeline:
 
 
 # --------------------------------------------------------------------------------------------------------- tiny
-def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> LoadedPipeline:
+def _load_tiny(device: torch.device, dtype: torch.dtype, face_root: str | None, variant: str) -> LoadedPipeline:
     from ..face import FaceAnalyzer
     from ..face.assets import install_buffalo_sc
     from ..face.deca import DecaEncoder, DecaFlame
@@ -78,6 +78,9 @@ def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> Loa
         shape_estimator=ShapeEstimator(deca_flame.to(device), mode=variant, licensed=False),
     )
     pipe.to(device)
+    if dtype != torch.float32:  # the identity encoder and the face tools stay fp32, as in the release
+        for module in (pipe.text_encoder, pipe.vae, pipe.transformer):
+            module.to(dtype=dtype)
     info = {
         "model": "tiny",
         "random_weights": True,
@@ -90,13 +93,14 @@ def _load_tiny(device: torch.device, face_root: str | None, variant: str) -> Loa
 
 
 # --------------------------------------------------------------------------------------------------------- released
-def _read_transformer_state(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of ``transformer/``: one ``.safetensors`` file or shards (merged), never pickles."""
+def _read_transformer_state(folder: Path, allow_bin: bool = True) -> dict[str, torch.Tensor]:
+    """Every tensor of a model folder: one ``.safetensors`` file or shards (merged); with ``allow_bin`` (the
+    release's folders) ``.bin`` files through ``torch.load(weights_only=True)``, never pickled code."""
     from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        bins = sorted(folder.glob("*.bin"))
+        bins = sorted(folder.glob("*.bin")) if allow_bin else []
         if bins:
             state: dict[str, torch.Tensor] = {}
             for path in bins:
@@ -176,6 +180,15 @@ def load_released_transformer(
     return transformer.eval(), encoder.eval()
 
 
+def release_precision(encoder, device: torch.device, dtype: torch.dtype) -> None:
+    """The release's numerics in the identity encoder: on a GPU the face abstractor runs in the model's dtype (the
+    release casts its whole transformer, identity modules included, to bf16 on CUDA), while the vertex branch stays
+    fp32 (the release re-casts it to fp32 on every forward: reference/official_code_notes.md, transformer_id.py:599).
+    On the CPU everything stays fp32."""
+    if device.type == "cuda" and encoder.config.variant == "released":
+        encoder.face_abstractor.to(dtype=dtype)
+
+
 def _materialise_buffers(transformer, config) -> None:
     """Buffers that are not in the checkpoint (computed positional tables) are rebuilt on the CPU."""
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
@@ -228,8 +241,9 @@ def _load_released(
         vae=AutoencoderKLCogVideoX.from_pretrained(checkpoint / "vae", torch_dtype=dtype),
         transformer=transformer.to(dtype),
         scheduler=CogVideoXDPMScheduler.from_pretrained(checkpoint / "scheduler"),
-        identity_encoder=encoder,  # fp32: it runs once per video (the release keeps its vertex branch in fp32)
+        identity_encoder=encoder,  # fp32 but for the face abstractor on a GPU: release_precision
     )
+    release_precision(encoder, device, dtype)
     shape_estimator = None
     if shape_needed:
         from ..face.deca import DecaFlame
@@ -254,24 +268,6 @@ def _load_released(
 
 
 # --------------------------------------------------------------------------------------------------------- entry
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {device!r}", hint="e.g. cpu, cuda, cuda:1") from exc
-
-
-def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in table:
-        raise InputError(f"unknown dtype {dtype!r}", hint="use auto, bf16, fp16 or fp32")
-    return table[dtype]
-
-
 def load_pipeline(
     model: str = "released",
     *,
@@ -287,6 +283,8 @@ def load_pipeline(
     shape_needed: bool = True,
     variant: str | None = None,
     sizes: ReleasedSizes | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ) -> LoadedPipeline:
     """Build the pipeline for ``model``: ``"tiny"``, ``"released"`` (resolved: $FANTASYID_HOME/FantasyID, then the
     hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``), a folder in the release's layout,
@@ -294,17 +292,26 @@ def load_pipeline(
 
     ``variant``: ``released`` or ``paper``; ``None`` takes the checkpoint's (``released`` for the tiny model and the
     release). A checkpoint of the other variant is an error. ``shape_needed=False`` skips DECA + FLAME (when the
-    caller brings vertices, e.g. ``--shape``)."""
+    caller brings vertices, e.g. ``--shape``).
+
+    ``height`` / ``width`` (pixels), when given, are checked before anything loads: the tiny model is built for
+    them (any multiple of 16); a model whose learned position embeddings fix its size refuses other sizes. The
+    device and dtype are checked first too (:mod:`fantasyid.pipelines.checks`)."""
+    from .checks import check_size, fixed_size, pick_device, pick_dtype
+
     if variant not in (None, "released", "paper"):
         raise InputError(f"unknown variant {variant!r}", hint="use released or paper")
-    torch_device = _pick_device(device)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    check_size(height, width, None, model)
     if model == "tiny":
-        loaded = _load_tiny(torch_device, face_root, variant or "released")
+        loaded = _load_tiny(torch_device, torch_dtype, face_root, variant or "released")
+        fit_size(loaded, height, width)
     else:
         from .checkpoint import is_fantasyid_checkpoint, load_fantasyid_checkpoint
 
-        torch_dtype = _pick_dtype(dtype, torch_device)
         if is_fantasyid_checkpoint(model):
+            check_size(height, width, fixed_size(Path(model).expanduser()), model)
             loaded = load_fantasyid_checkpoint(
                 model, device=torch_device, dtype=torch_dtype, variant=variant, face_root=face_root,
                 face_pack=face_pack, flame=flame, deca=deca, shape_needed=shape_needed,
@@ -319,6 +326,7 @@ def load_pipeline(
 
             spec, explicit = checkpoint_spec(model)
             checkpoint = resolve(spec, explicit, download=download).require()
+            check_size(height, width, fixed_size(checkpoint), model)
             loaded = _load_released(
                 checkpoint, torch_device, torch_dtype, mesh, flame, deca, face_pack or "antelopev2", shape_needed,
                 sizes or ReleasedSizes(),
@@ -331,3 +339,26 @@ def load_pipeline(
         loaded.pipe.vae.enable_tiling()
     loaded.info["device"] = str(torch_device)
     return loaded
+
+
+def fit_size(loaded: LoadedPipeline, height: int | None, width: int | None) -> None:
+    """Make ``loaded`` ready for ``height`` × ``width`` videos, or refuse in one line.
+
+    The tiny model is built for the requested size (its position table is recomputed: it is random anyway); any
+    other model whose learned position embeddings fix its size must be asked for that size.
+    """
+    from .checks import check_size
+    from .tiny import set_tiny_size
+
+    check_size(height, width, None, loaded.info.get("model", "?"))
+    if height is None and width is None:
+        return
+    transformer = loaded.pipe.transformer
+    config = transformer.config
+    factor = loaded.pipe.vae_scale_factor_spatial
+    current = (config.sample_height * factor, config.sample_width * factor)
+    want = (height or current[0], width or current[1])
+    if loaded.info.get("model") == "tiny":
+        set_tiny_size(transformer, want[0] // factor, want[1] // factor)
+    elif config.use_learned_positional_embeddings:
+        check_size(*want, current, loaded.info.get("model", "?"))

@@ -33,6 +33,8 @@ from ..models.transformer_fantasyid import IdentityKVCache
 
 __all__ = ["FantasyIDPipeline", "FantasyIDPipelineOutput", "IdentityInputs"]
 
+#: The reference photo is fitted to this long side before its face is aligned, as the release does.
+REFERENCE_LONG_SIDE = 1024
 # Release defaults (reference/official_code_notes.md §2).
 DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_FRAMES = 480, 720, 49
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_FPS = 50, 6.0, 8
@@ -50,7 +52,7 @@ class IdentityInputs:
     """
 
     face_image: PIL.Image.Image
-    vertices: torch.Tensor
+    vertices: torch.Tensor | None  #: None when only the aligned crop was asked for (need_vertices=False)
     num_faces: int = 1
     bbox: tuple[float, float, float, float] | None = None
 
@@ -104,16 +106,24 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         self.image_encoder = image_encoder
         self.shape_estimator = shape_estimator
 
-    def identity_inputs(self, image: PIL.Image.Image | np.ndarray, vertices: torch.Tensor | None = None) -> IdentityInputs:
-        """Detect the reference face, align it, and get its 3D vertices (unless ``vertices`` are given)."""
+    def identity_inputs(
+        self, image: PIL.Image.Image | np.ndarray, vertices: torch.Tensor | None = None, need_vertices: bool = True
+    ) -> IdentityInputs:
+        """Detect the reference face, align it, and get its 3D vertices (unless ``vertices`` are given or
+        ``need_vertices`` is false: then ``vertices`` stays ``None``)."""
         if self.face_analyzer is None:
             raise ConfigError(
                 "this pipeline has no face analyzer", hint="call pipe.set_face_tools(FaceAnalyzer(...), ...)"
             )
-        from ..face import load_image
+        import dataclasses
+
+        from ..face import fit_long_side, load_image
 
         rgb = load_image(image)  # RGB uint8 (H, W, 3) from a PIL image or an array of any common layout
-        faces = self.face_analyzer.detect(rgb)
+        # The release first fits the photo to a 1024-px long side (resize_numpy_image_long, Lanczos) and aligns the
+        # face in that: the 512-px crop (first frame, EVA-CLIP input) comes from the fitted photo, as there.
+        fitted = fit_long_side(rgb, REFERENCE_LONG_SIDE)
+        faces = self.face_analyzer.detect(fitted)
         if not faces:
             raise NoFaceError(
                 "no face found in the reference image", hint="use a photo with one clearly visible, frontal face"
@@ -122,12 +132,15 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         if face.crop_512 is None:
             raise ConfigError("the face analyzer did not return the aligned 512 px crop")
         face_image = PIL.Image.fromarray(face.crop_512)
-        if vertices is None:
+        scale = np.array([rgb.shape[1] / fitted.shape[1], rgb.shape[0] / fitted.shape[0]] * 2, dtype=np.float32)
+        face = dataclasses.replace(face, bbox=np.asarray(face.bbox, dtype=np.float32) * scale)  # in photo pixels
+        if vertices is None and need_vertices:
             if self.shape_estimator is None:
                 raise ConfigError(
                     "no 3D face: this pipeline has no shape estimator and no vertices were given",
                     hint="attach DECA + FLAME with set_face_tools(..., shape_estimator=...) or pass --shape SHAPE.npz",
                 )
+            # DECA reads the photo itself (the release's process_pcd.py does not fit it to 1024 px)
             vertices = self.shape_estimator(rgb, face)
         bbox = tuple(float(v) for v in face.bbox)
         return IdentityInputs(face_image=face_image, vertices=vertices, num_faces=len(faces), bbox=bbox)
@@ -237,8 +250,9 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
             acceleration.start_video()
 
         # 2. Face: detect, align, 3D shape (skipped when the caller brings them)
-        if use_identity and identity_cache is None and identity is None:
-            identity = self.identity_inputs(image, vertices)
+        if use_identity and identity is None:
+            # with a precomputed cache only the aligned crop is needed: it is still the first frame
+            identity = self.identity_inputs(image, vertices, need_vertices=identity_cache is None)
         elif identity is not None and vertices is not None:
             identity.vertices = vertices
         first_frame = identity.face_image if (use_identity and identity is not None) else image

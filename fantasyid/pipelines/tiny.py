@@ -137,3 +137,15 @@ def build_tiny_image_encoder(num_clip_layers: int):
     step = max(1, (config.depth - 1) // num_clip_layers)
     layers = tuple(step * (i + 1) for i in range(num_clip_layers))
     return build_eva_clip_vision(dataclasses.replace(config, hidden_layers=layers)).eval()
+
+
+def set_tiny_size(transformer, latent_height: int, latent_width: int) -> None:
+    """Build the tiny transformer's size-dependent part for another latent size: the sinusoidal table that its
+    ``use_learned_positional_embeddings`` adds (computed, not trained; no weight changes)."""
+    embed = transformer.patch_embed
+    if (embed.sample_height, embed.sample_width) == (latent_height, latent_width):
+        return
+    table = embed._get_positional_embeddings(latent_height, latent_width, embed.sample_frames)
+    embed.sample_height, embed.sample_width = latent_height, latent_width
+    embed.pos_embedding = table.to(device=embed.pos_embedding.device, dtype=embed.pos_embedding.dtype)
+    transformer.register_to_config(sample_height=latent_height, sample_width=latent_width)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..console import console, err_console, fail
+from ..console import console, debug_enabled, err_console, fail
 from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = (
@@ -80,7 +80,7 @@ def edit_shape(
     generate: Annotated[bool, typer.Option("--generate", help="Go on to a video with the edited shape.")] = False,
     prompt: Annotated[str | None, typer.Option(help="What the person does (with --generate).")] = None,
     videos: Annotated[
-        Path | None, typer.Option(help="Folder for the mp4 and its sidecar [default: the folder of --out].")
+        Path | None, typer.Option(help="Folder for the mp4 and its sidecar.", show_default="the folder of --out")
     ] = None,
     seed: Seed = 42,
     steps: Steps = None,
@@ -137,12 +137,16 @@ def edit_shape(
     )
     folder = videos if videos is not None else out.parent
     item = GenerationItem(ref=ref, prompt=prompt, name=out.stem)
+    variant = outcome.result.after.mode  # the model of the shape's mode consumes it (paper vertices: a paper model)
+    loaded = outcome.pipeline if outcome.pipeline is not None and outcome.pipeline.variant == variant else None
     summary = run_generation(
-        [item], settings, folder, model=outcome.model, device=device, dtype=dtype, shape=out, face_pack=face_pack,
-        mesh=mesh_hierarchy, flame=flame, deca=deca, console=console, loaded=outcome.pipeline,
+        [item], settings, folder, model=outcome.model, variant=variant, device=device, dtype=dtype, shape=out,
+        face_pack=face_pack, mesh=mesh_hierarchy, flame=flame, deca=deca, console=console, loaded=loaded,
     )
     for result in summary.results:
         if result.status == "failed":
+            if debug_enabled() and result.traceback:
+                err_console.print(result.traceback, highlight=False, markup=False, end="")
             err_console.print(f"[red]failed[/] {result.item.ref} — {result.error}", highlight=False, soft_wrap=True)
         else:
             console.print(f"video: {result.video}", highlight=False, soft_wrap=True)

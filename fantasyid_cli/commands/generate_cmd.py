@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..console import console, err_console, fail
+from ..console import console, debug_enabled, err_console, fail
 from ..options import Deca, Device, Dtype, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
 
 EXAMPLES = """
@@ -61,7 +61,8 @@ def generate(
     offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower).")] = False,
     shape: Annotated[Path | None, typer.Option(help="3D face to use: SHAPE.npz from edit-shape, or a .ply.")] = None,
     face_pack: Annotated[
-        str | None, typer.Option(help="insightface pack [default: the checkpoint's; antelopev2 for the release].")
+        str | None,
+        typer.Option(help="insightface pack.", show_default="the checkpoint's; antelopev2 for the release"),
     ] = None,
     mesh: Annotated[Path | None, typer.Option(help="The release's transform.pkl (mesh hierarchy).")] = None,
     flame: Flame = None,
@@ -141,6 +142,8 @@ def generate(
     summary.bad_rows.extend(bad_rows)
     for result in summary.results:
         if result.status in ("failed", "refused"):
+            if debug_enabled() and result.traceback:
+                err_console.print(result.traceback, highlight=False, markup=False, end="")
             err_console.print(f"[red]{result.status}[/] {result.item.ref} — {result.error}", highlight=False,
                               soft_wrap=True)  # fmt: skip
     busy = f", {summary.busy} being made by other processes" if summary.busy else ""

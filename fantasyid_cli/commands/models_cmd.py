@@ -49,6 +49,16 @@ def models(
         raise typer.Exit(1)
 
 
+FETCH_EXAMPLES = (
+    "\n\nExamples:\n\n"
+    "  fantasyid models fetch                                # acvlab/FantasyID into the Hugging Face cache\n\n"
+    "  fantasyid models fetch --model acvlab/FantasyID\n\n"
+    "  HF_HOME=/data/hf fantasyid models fetch              # somewhere with more room\n\n"
+    "No network here? On a machine with internet run `hf download acvlab/FantasyID --local-dir FantasyID` and copy "
+    "the FantasyID folder to $FANTASYID_HOME/FantasyID here (or pass --model PATH to generate)."
+)
+
+
 @app.command("fetch")
 def fetch(model: Annotated[str, typer.Option(help="released, or a hub id such as acvlab/FantasyID.")] = "released") -> None:
     """Download the released FantasyID checkpoint (acvlab/FantasyID) into the Hugging Face cache."""
@@ -58,3 +68,6 @@ def fetch(model: Annotated[str, typer.Option(help="released, or a hub id such as
         path = fetch_model(model)
     console.print(f"fetched → {path}")
     console.print("DECA and FLAME are licensed and cannot be fetched: see `fantasyid models`.")
+
+
+fetch.__doc__ = (fetch.__doc__ or "") + FETCH_EXAMPLES

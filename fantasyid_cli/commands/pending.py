@@ -8,7 +8,6 @@ from ..console import fail
 
 # command name → (what it will do, the issue that builds it)
 PENDING = {
-    "prep": ("raw videos → training manifest (face filter, OCR filter, head pose, six views, 3D vertices, captions)", "the data-preparation issue"),
     "train": ("train FantasyID on a CogVideoX backbone with accelerate", "the training issue"),
 }
 

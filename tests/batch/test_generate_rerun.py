@@ -229,7 +229,7 @@ def test_request_holds_everything_that_changes_a_video(ref):
     request = item_request(item, 3, GenerateSettings(negative_prompt="blurry"), model_key("tiny", variant="paper"))
     assert request["negative_prompt"] == "blurry" and request["seed"] == 3
     assert request["model"] == {"model": "tiny", "shape_sha256": None, "variant": "paper"}
-    assert set(request["settings"]) == {"steps", "guidance", "frames", "height", "width", "fps"}
+    assert set(request["settings"]) == {"steps", "guidance", "frames", "height", "width", "fps", "cache", "compile"}
 
 
 def test_frames_of_the_wrong_count_fail_the_item_and_leave_no_file(ref, tmp_path):

@@ -48,7 +48,8 @@ def test_tiny_run_prints_every_table(bench, capsys, tmp_path):
     assert [r[0] for r in models] == ["CogVideoX-5B-I2V", "FantasyID (released)", "FantasyID (paper)"]
     for row in models:
         step, per_second = float(row[2]), float(row[3])
-        assert step > 0 and per_second == pytest.approx(1 / step, rel=0.02)
+        # the table rounds seconds to 3 decimals: allow that rounding on top of 2 %
+        assert step > 0 and per_second == pytest.approx(1 / step, rel=0.02 + 0.0005 / step)
         assert float(row[6]) >= 50 * step * 0.99  # projection = 50 steps (+ identity once)
     assert models[0][4] == "–" and float(models[1][4]) > 0 and float(models[2][4]) > 0
     caches = _rows(out, "| setting |")

@@ -29,7 +29,7 @@ def test_version():
     assert __version__ in result.output
 
 
-@pytest.mark.parametrize("name", ["prep", "train"])
+@pytest.mark.parametrize("name", ["train"])
 def test_pending_command_exits_2_with_one_line(name):
     result = runner.invoke(cli_main.app, [name, "--anything", "x"])
     assert result.exit_code == 2

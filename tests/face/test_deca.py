@@ -193,3 +193,75 @@ def test_image_to_vertices_in_both_modes(deca_flame, astronaut, astronaut_face):
 def test_from_files_reports_missing_flame(deca_tars, tmp_path):
     with pytest.raises(WeightsNotFoundError, match="FLAME"):
         DecaFlame.from_files(deca_tars[0], tmp_path / "generic_model.pkl")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values against numbers computed here, independently of DecaEncoder, FlameLayer and decode_vertices
+
+
+def _rodrigues(rotation_vector: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(rotation_vector).as_matrix()
+
+
+def _independent_codes(tar_path, image_224: np.ndarray) -> np.ndarray:
+    """DECA's 236 parameters: torchvision's ResNet-50 on the tar's ``E_flame.encoder.*`` tensors, then the MLP
+    written out in numpy (float64)."""
+    import torchvision
+
+    state = torch.load(tar_path, map_location="cpu", weights_only=True)["E_flame"]
+    trunk = torchvision.models.resnet50(weights=None)
+    trunk.fc = torch.nn.Identity()
+    trunk.load_state_dict({k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")})
+    pixels = torch.from_numpy(image_224).permute(2, 0, 1)[None]  # (1, 3, 224, 224) RGB in [0, 1]
+    with torch.no_grad():
+        features = trunk.eval()(pixels).double().numpy()[0]  # (2048,)
+    w0, b0, w2, b2 = (state[f"layers.{name}"].double().numpy() for name in ("0.weight", "0.bias", "2.weight", "2.bias"))
+    return np.maximum(features @ w0.T + b0, 0.0) @ w2.T + b2  # (236,)
+
+
+def _independent_flame(arrays: dict, shape: np.ndarray, exp: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """FLAME with linear blend skinning, from its definition (Li et al. 2017), in numpy float64: identity components
+    0…99, expression components 300…349; DECA's pose = global rotation, jaw (neck and eyes at rest)."""
+    dirs = np.concatenate([arrays["shapedirs"][:, :, :100], arrays["shapedirs"][:, :, 300:350]], axis=2)
+    v_shaped = arrays["v_template"] + dirs @ np.concatenate([shape, exp])  # (V, 3)
+    joints = arrays["J_regressor"] @ v_shaped  # (5, 3)
+    parents = [-1, 0, 1, 1, 1]
+    rotations = [_rodrigues(v) for v in (pose[:3], np.zeros(3), pose[3:], np.zeros(3), np.zeros(3))]
+    feature = np.concatenate([(r - np.eye(3)).reshape(-1) for r in rotations[1:]])  # (36,)
+    v_posed = v_shaped + (arrays["posedirs"].reshape(-1, 36) @ feature).reshape(-1, 3)
+    world = []
+    for joint, parent in enumerate(parents):
+        local = np.eye(4)
+        local[:3, :3] = rotations[joint]
+        local[:3, 3] = joints[joint] - (joints[parent] if parent >= 0 else 0.0)
+        world.append(local if parent < 0 else world[parent] @ local)
+    skinning = []
+    for joint, transform in enumerate(world):
+        moved = transform.copy()
+        moved[:3, 3] -= transform[:3, :3] @ joints[joint]  # act on rest-pose coordinates
+        skinning.append(moved)
+    blended = np.einsum("vj,jrc->vrc", arrays["weights"], np.stack(skinning))  # (V, 4, 4)
+    return np.einsum("vrc,vc->vr", blended[:, :3, :3], v_posed) + blended[:, :3, 3]
+
+
+def test_deca_values_against_an_independent_computation(deca_tars, deca_flame, astronaut, astronaut_face):
+    from PIL import Image
+
+    from flame_fixtures import synthetic_flame_arrays
+
+    arrays = synthetic_flame_arrays()  # what the deca_flame fixture's generic_model.pkl holds
+    whole = np.asarray(Image.fromarray(astronaut).resize((224, 224), Image.Resampling.BILINEAR), np.float32) / 255
+    codes = _independent_codes(deca_tars[0], whole)
+    shape, exp, pose = codes[:100], codes[150:200], codes[200:206]
+    assert np.abs(pose).max() > 1e-3 and np.abs(exp).max() > 1e-3  # the pose and expression are exercised
+    expected = _independent_flame(arrays, shape, exp, pose)
+    got = deca_flame.vertices(astronaut, mode="released")[0].double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+    crop = deca_crop(astronaut, astronaut_face.bbox)  # its geometry: test_deca_crop_geometry
+    shape = _independent_codes(deca_tars[0], crop)[:100]
+    expected = arrays["v_template"] + arrays["shapedirs"][:, :, :100] @ shape  # shape only
+    got = deca_flame.vertices(astronaut, mode="paper", bbox=astronaut_face.bbox)[0].double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

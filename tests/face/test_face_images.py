@@ -65,20 +65,36 @@ def test_sixteen_bit_files_and_arrays(tmp_path, rgb):
 
 
 def test_palette_and_cmyk(tmp_path, rgb):
-    palette = tmp_path / "palette.png"
-    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(palette)
-    assert load_image(palette).shape == (24, 32, 3)
-    cmyk = tmp_path / "cmyk.jpg"
-    Image.fromarray(rgb).convert("CMYK").save(cmyk)
-    assert load_image(cmyk).shape == (24, 32, 3)
+    """Palette and CMYK files give the colours they hold, pixel for pixel (computed here, not by Pillow)."""
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]], dtype=np.uint8)
+    indices = np.random.default_rng(1).integers(0, 4, (24, 32)).astype(np.uint8)
+    palette_image = Image.fromarray(indices, mode="P")
+    palette_image.putpalette(colours.reshape(-1).tolist())
+    palette_image.save(tmp_path / "palette.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "palette.png"), colours[indices])
+
+    # CMYK without black: R, G, B = 255 − C, 255 − M, 255 − Y (lossless TIFF, so the values are exact)
+    cmy = rgb.astype(np.int64)
+    cmyk = np.concatenate([cmy, np.zeros((24, 32, 1), np.int64)], axis=2).astype(np.uint8)  # (H, W, 4), K = 0
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "cmyk.tif")
+    np.testing.assert_array_equal(load_image(tmp_path / "cmyk.tif"), (255 - cmy).astype(np.uint8))
 
 
-def test_exif_orientation_is_applied(tmp_path, rgb):
-    path = tmp_path / "rotated.jpg"
+@pytest.mark.parametrize(
+    ("orientation", "display"),
+    [
+        (3, lambda a: a[::-1, ::-1]),  # rotate 180°
+        (6, lambda a: np.rot90(a, k=-1)),  # rotate 90° clockwise to display
+        (8, lambda a: np.rot90(a, k=1)),  # rotate 90° counter-clockwise to display
+        (2, lambda a: a[:, ::-1]),  # mirror left-right
+    ],
+)
+def test_exif_orientation_is_applied(tmp_path, rgb, orientation, display):
+    path = tmp_path / "rotated.png"  # PNG keeps the pixels exact; its eXIf chunk carries the orientation
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90° clockwise to display"
-    Image.fromarray(rgb).save(path, exif=exif, quality=100)
-    assert load_image(path).shape == (32, 24, 3)
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif)
+    np.testing.assert_array_equal(load_image(path), display(rgb))
 
 
 def test_float_bool_and_integer_arrays(rgb):

@@ -34,12 +34,19 @@ def _relative_error(ours: torch.Tensor, golden: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------------------------------------- golden
+def _seed(key: str) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+
+
+def _plus_one(key: str, shape: list[int]) -> bool:
+    return key.endswith(".weight") and len(shape) == 1
+
+
 def _rule(key: str, shape: list[int]) -> torch.Tensor:
     """The golden weight rule (golden README §1)."""
-    seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(_seed(key))
     tensor = torch.randn(shape, generator=generator, dtype=torch.float32) * 0.02
-    if key.endswith(".weight") and len(shape) == 1:
+    if _plus_one(key, shape):
         tensor = tensor + 1.0
     return tensor
 
@@ -141,15 +148,19 @@ IDENTITY_BRANCH_TENSORS = (
 
 
 def test_golden_weights_follow_the_rule(golden_dir, golden_weights):
-    """The regenerated tensors have the listed shapes; on the CPU kind that made them, the listed hashes too."""
+    """Every key's seed, +1 flag and shape are the listed ones (on any CPU); on a CPU whose randn kernel is the
+    vectorised one that made them (AVX2 or AVX-512), every listed hash matches too."""
     keys = json.loads((golden_dir / "golden_keys.json").read_text())["keys"]
-    assert len(golden_weights) == 1100
+    assert len(keys) == len(golden_weights) == 1100
+    assert [_seed(e["key"]) for e in keys] == [e["seed"] for e in keys]
+    assert [_plus_one(e["key"], e["shape"]) for e in keys] == [e["rule_plus_one"] for e in keys]
+    assert sum(e["rule_plus_one"] for e in keys) == 234  # README §1
     assert all(list(golden_weights[e["key"]].shape) == e["shape"] for e in keys)
-    matches = sum(
-        hashlib.sha256(golden_weights[e["key"]].numpy().tobytes()).hexdigest() == e["sha256_f32le"] for e in keys
-    )
-    # randn's last bit depends on the CPU's instruction set (README §1): all or (almost) none match.
-    assert matches == 1100 or matches < 50
+    digests = {key: hashlib.sha256(tensor.numpy().tobytes()).hexdigest() for key, tensor in golden_weights.items()}
+    mismatched = [e["key"] for e in keys if digests[e["key"]] != e["sha256_f32le"]]
+    # randn's last bit depends on the CPU kernel (README §1): the scalar kernel matches only 2 of 1100 hashes.
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert not mismatched, f"{len(mismatched)} hashes differ, e.g. {mismatched[:3]}"
 
 
 @pytest.mark.parametrize("name", IDENTITY_BRANCH_TENSORS)

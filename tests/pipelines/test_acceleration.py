@@ -9,7 +9,7 @@ import torch
 
 from fantasyid.errors import InputError
 from fantasyid.pipelines.acceleration import CacheSpec, accelerate, describe_skips, remove_cache
-from fantasyid.pipelines.pipeline_fantasyid import FantasyIDPipeline
+from fantasyid.pipelines.pipeline_fantasyid import FantasyIDPipeline, IdentityInputs
 from fantasyid.pipelines.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, build_tiny_components
 
 STEPS = 10
@@ -41,6 +41,7 @@ def _run(pipe: FantasyIDPipeline, steps: int = STEPS, guidance: float = 6.0):
         image, "a woman smiles", height=TINY_HEIGHT, width=TINY_WIDTH, num_frames=TINY_FRAMES,
         num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator().manual_seed(1),
         identity_cache=pipe.transformer.prepare_identity(tokens), output_type="latent",
+        identity=IdentityInputs(face_image=image, vertices=None),  # the crop is given: no face detector needed
     )
 
 

@@ -167,12 +167,15 @@ def test_generate_cli_with_a_saved_checkpoint(saved, astronaut, tmp_path, monkey
     variant, folder, _ = saved
     monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
     astronaut.save(tmp_path / "me.png")
+    # no --frames/--height/--width: the sizes default to the ones the saved model was built for (9 × 64 × 64)
     common = ["generate", "--model", str(folder), "--variant", variant, "--ref", str(tmp_path / "me.png"),
-              "--prompt", "a woman smiles", "--steps", "2", "--frames", "9", "--height", "64", "--width", "64"]
+              "--prompt", "a woman smiles", "--steps", "2"]
     result = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     (sidecar,) = (tmp_path / "out").glob("*.json")
-    assert json.loads(sidecar.read_text())["model"]["identity_variant"] == variant
+    record = json.loads(sidecar.read_text())
+    assert record["model"]["identity_variant"] == variant
+    assert (record["settings"]["frames"], record["settings"]["height"], record["settings"]["width"]) == (9, 64, 64)
 
     other = "paper" if variant == "released" else "released"
     shape = tmp_path / "shape.npz"
@@ -183,3 +186,19 @@ def test_generate_cli_with_a_saved_checkpoint(saved, astronaut, tmp_path, monkey
     assert exited.value.code == 1
     err = " ".join(capsys.readouterr().err.split())
     assert f"error: 'shape.npz' was written for the {other} mode, but this model is the {variant} variant" in err
+
+
+def test_models_command_reads_our_format(saved, tmp_path):
+    from fantasyid.hub import check_model
+
+    variant, folder, _ = saved
+    (report,) = check_model(str(folder))  # the tiny model carries its own DECA + FLAME: nothing else needed
+    assert report.found and report.what == f"a fantasyid checkpoint ({variant} variant)"
+    copy = _copy(folder, tmp_path / "copy")
+    shutil.rmtree(copy / "vae")
+    (report,) = check_model(str(copy))
+    assert not report.found and "has no vae/ folder" in report.where
+    shutil.rmtree(copy / "shape_estimator")
+    shutil.copytree(folder / "vae", copy / "vae", copy_function=os.link)
+    reports = check_model(str(copy), flame=str(tmp_path / "none.pkl"))
+    assert [r.name for r in reports] == ["fantasyid", "flame", "deca"] and not reports[1].found

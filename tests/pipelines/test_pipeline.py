@@ -57,13 +57,55 @@ def test_same_seed_same_video_and_identity_matters(tiny, astronaut):
     b = pipe(astronaut, "a woman smiles", generator=torch.Generator().manual_seed(1), **CALL)
     np.testing.assert_array_equal(a.frames, b.frames)
     assert a.identity is not None and a.identity.num_faces == 1
-    # the first frame is the aligned face, and the identity branch changes the result
+    # the identity branch changes the result (the first frame being the aligned face: test_first_frame_*)
     plain = pipe(a.identity.face_image, "a woman smiles", use_identity=False,
                  generator=torch.Generator().manual_seed(1), **CALL)
     assert np.abs(plain.frames - a.frames).mean() > 1e-4
     other = pipe(astronaut, "a woman smiles", identity=a.identity,
                  vertices=a.identity.vertices + 0.05, generator=torch.Generator().manual_seed(1), **CALL)
-    assert np.abs(other.frames - a.frames).max() > 0
+    assert np.abs(other.frames - a.frames).mean() > 1e-4
+
+
+def _first_frames(pipe, monkeypatch) -> list:
+    """Record the I2V condition (the pixels VAE-encoded as latent frame 0) of every call."""
+    seen = []
+    original = pipe.prepare_latents
+
+    def recording(image, *args, **kwargs):
+        seen.append(image.detach().clone())
+        return original(image, *args, **kwargs)
+
+    monkeypatch.setattr(pipe, "prepare_latents", recording)
+    return seen
+
+
+def test_first_frame_is_the_aligned_crop_also_with_an_identity_cache(tiny, astronaut, monkeypatch):
+    pipe = tiny.pipe
+    seen = _first_frames(pipe, monkeypatch)
+    identity = pipe.identity_inputs(astronaut)
+    aligned = pipe.video_processor.preprocess(identity.face_image, height=CALL["height"], width=CALL["width"])
+    photo = pipe.video_processor.preprocess(astronaut, height=CALL["height"], width=CALL["width"])
+    assert (aligned - photo).abs().mean() > 0.05  # the two differ: the checks below can tell them apart
+    with_photo = pipe(astronaut, "a man", generator=torch.Generator().manual_seed(0), **CALL).frames
+    cache = pipe.encode_identity(identity)
+    with_cache = pipe(astronaut, "a man", identity_cache=cache, generator=torch.Generator().manual_seed(0), **CALL)
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[0], aligned, rtol=0, atol=0)
+    torch.testing.assert_close(seen[1], aligned, rtol=0, atol=0)
+    np.testing.assert_array_equal(with_cache.frames, with_photo)
+
+
+def test_photo_is_fitted_to_a_1024_px_long_side_before_alignment(tiny, astronaut):
+    from fantasyid.face import fit_long_side
+
+    pipe = tiny.pipe
+    big = np.asarray(astronaut.resize((1536, 2048), PIL.Image.Resampling.BICUBIC))  # (2048, 1536, 3)
+    identity = pipe.identity_inputs(big)
+    fitted = fit_long_side(big, 1024)
+    assert fitted.shape == (1024, 768, 3)
+    face = pipe.face_analyzer.detect(fitted)[0]
+    np.testing.assert_array_equal(np.asarray(identity.face_image), face.crop_512)
+    np.testing.assert_allclose(identity.bbox, np.asarray(face.bbox) * 2.0, rtol=1e-5)  # in the photo's pixels
 
 
 def test_identity_is_encoded_once_per_video(tiny, astronaut, monkeypatch):

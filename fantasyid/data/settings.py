@@ -1,0 +1,117 @@
+"""The options of ``fantasyid prep`` as one dataclass, checked before any video is opened.
+
+:meth:`PrepSettings.fingerprint` is what a rerun compares before it skips finished shards or clips: everything that
+changes a row of the manifest, and nothing that does not (engine, workers, Ray address).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fantasyid.data.manifest import MANIFEST_VERSION, STAGES
+from fantasyid.errors import ConfigError
+
+#: Stages a user may list in ``--stages`` (``probe`` always runs).
+OPTIONAL_STAGES = tuple(s for s in STAGES if s != "probe")
+
+
+@dataclass
+class PrepSettings:
+    """Every option that shapes the manifest. Defaults follow ../shared/METHOD.md (Training)."""
+
+    # clips
+    clip_frames: int = 49  #: training frames per clip
+    fps: float = 8.0  #: training frame rate
+    clips: str = "fixed"  #: 'fixed' back-to-back windows, or 'scenes' (PySceneDetect shots cut into windows)
+    scene_threshold: float = 27.0  #: PySceneDetect ContentDetector threshold
+    max_side: int = 4096  #: sources with a longer side are rejected (huge resolution)
+    # face
+    sample_frames: int = 16  #: frames per clip sampled for detection and view selection
+    min_face_score: float = 0.9  #: paper: insightface detection confidence ≥ 0.9 (mean over the sampled frames)
+    min_face_size: float = 64.0  #: smallest main-face box side allowed, source pixels
+    max_no_face: float = 0.2  #: largest fraction of sampled frames allowed without a face
+    max_multi_face: float = 0.2  #: largest fraction of sampled frames allowed with a second clear face
+    second_face_ratio: float = 0.25  #: a second face counts when its box area is at least this × the main face's
+    face_pack: str = "buffalo_sc"
+    face_root: str | None = None
+    det_size: int = 640  #: detector input size (square)
+    det_min_side: int = 256  #: frames whose shorter side is below this are upscaled (integer factor) for detection
+    # text
+    ocr_frames: int = 4  #: frames per clip sampled for OCR
+    max_text_fraction: float = 0.2  #: clips with text in a larger fraction of OCR frames are rejected (subtitles)
+    min_text_score: float = 0.5  #: OCR recognition confidence for a box to count as text
+    # views
+    views: int = 6  #: paper: the 6 faces with the most different viewpoints
+    crop_size: int = 512
+    # 3D
+    deca: str | None = None  #: DECA deca_model.tar (licensed)
+    flame: str | None = None  #: FLAME generic_model.pkl (licensed)
+    # caption
+    captioner: str | None = None  #: local transformers folder of a captioning model
+    caption_batch: int = 8
+    caption_max_tokens: int = 60
+    caption_prompt: str = "Describe this video frame in one detailed sentence."
+    require_caption: bool = False  #: reject kept clips that end without a caption
+    # what runs and where
+    stages: tuple[str, ...] = OPTIONAL_STAGES
+    device: str = "cpu"  #: DECA and the captioner: cpu, cuda, cuda:N or auto
+    extra: dict[str, Any] = field(default_factory=dict)  #: free-form notes kept in the manifest metadata
+
+    def __post_init__(self) -> None:
+        self.stages = tuple(self.stages)
+        unknown = [s for s in self.stages if s not in OPTIONAL_STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {', '.join(unknown)}", hint=f"choose from {','.join(OPTIONAL_STAGES)}")
+        for stage in self.stages:
+            if stage in ("views", "3d", "text") and "face" not in self.stages:
+                raise ConfigError(f"the '{stage}' stage needs the 'face' stage", hint="add face to --stages")
+        if "3d" in self.stages and "views" not in self.stages:
+            raise ConfigError("the '3d' stage runs on the chosen views: add views to --stages")
+        if self.clips not in ("fixed", "scenes"):
+            raise ConfigError(f"--clips must be 'fixed' or 'scenes', got {self.clips!r}")
+        checks = [
+            ("--frames", self.clip_frames >= 1), ("--fps", self.fps > 0), ("--sample-frames", self.sample_frames >= 1),
+            ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
+            ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
+            ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
+            ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0),
+            ("--caption-batch", self.caption_batch >= 1),
+        ]  # fmt: skip
+        for flag, ok in checks:
+            if not ok:
+                raise ConfigError(f"invalid value for {flag}", hint="see fantasyid prep --help for the allowed range")
+        if (self.deca is None) != (self.flame is None):
+            raise ConfigError("the 3D stage needs both --deca and --flame", hint="pass both licensed files, or neither")
+        for flag, value in (("--deca", self.deca), ("--flame", self.flame), ("--captioner", self.captioner)):
+            if value is not None and not Path(value).exists():
+                raise ConfigError(f"{flag} '{value}' does not exist")
+        if self.captioner is not None and not (Path(self.captioner) / "config.json").is_file():
+            raise ConfigError(
+                f"--captioner '{self.captioner}' is not a transformers model folder (no config.json)",
+                hint="pass a folder saved with save_pretrained, e.g. a local copy of Florence-2, BLIP or Qwen2-VL",
+            )
+
+    @property
+    def has_3d_files(self) -> bool:
+        return self.deca is not None and self.flame is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stages"] = list(self.stages)
+        return out
+
+    def fingerprint(self) -> str:
+        """Hash of every setting that shapes the manifest rows (and the manifest version)."""
+        content = self.to_dict()
+        content.pop("extra")
+        content.pop("device")  # cpu and gpu give the same decisions
+        content["manifest_version"] = MANIFEST_VERSION
+        for key in ("deca", "flame", "captioner", "face_root"):  # where a file lives does not change its rows
+            if content[key] is not None:
+                content[key] = Path(content[key]).name
+        text = json.dumps(content, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,294 @@
+"""The prep stages, as plain callables over lists of :class:`~fantasyid.data.clips.ClipRecord`.
+
+Each stage loads its model once (in ``__init__``) and fills its columns of the manifest row of every clip it is
+given; a clip that a stage rejects is passed over by the later stages. The local engine calls them in turn; the Ray
+engine runs each as an actor pool (``map_batches``) over the same records, so both give the same rows.
+
+* :class:`FaceStage`: insightface detection on the sampled frames: main-face score, size, frames with no or several
+  faces (METHOD.md: confidence ≥ 0.9);
+* :class:`TextStage`: OCR (RapidOCR, weights inside the wheel): fraction of frames with text, text area;
+* :class:`ViewsStage`: head pose of every detected face, :func:`fantasyid.face.select_views` → 6 views, each
+  view's 512-px FFHQ-aligned crop as PNG;
+* :class:`ShapeStage`: DECA + FLAME on each view: FLAME shape codes and vertices (float16) in one ``.npz``;
+* :class:`CaptionStage`: the caption from the user's file or sidecar, else a transformers captioner, batched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fantasyid.data.clips import ClipRecord
+from fantasyid.data.settings import PrepSettings
+from fantasyid.errors import require
+
+#: The note a clip gets when the 3D stage has no DECA/FLAME files.
+NO_3D_FILES = "skipped: no DECA/FLAME files (pass --deca and --flame, or train with w/o FV)"
+
+
+def detection_scale(height: int, width: int, min_side: int) -> int:
+    """Integer upscale factor that brings the shorter side of a frame to at least ``min_side`` (1 if it is)."""
+    return max(1, math.ceil(min_side / max(1, min(height, width))))
+
+
+def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic integer upscale (detectors miss faces in tiny frames); the frame itself when ``factor`` is 1."""
+    if factor == 1:
+        return frame
+    cv2 = require("cv2", "face", "resizing frames")
+    return cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+
+
+def asset_dir(out_dir: Path, clip: str) -> Path:
+    """Where a clip's view crops and shape file live: ``OUT/assets/<2 hex>/<clip_id>/``."""
+    return Path(out_dir) / "assets" / clip[:2] / clip
+
+
+def _active(records: list[ClipRecord], stage: str, settings: PrepSettings) -> list[ClipRecord]:
+    return [r for r in records if r.keep and stage in settings.stages]
+
+
+class FaceStage:
+    """Detection on each sampled frame; the main (largest) face's numbers; rejects by the face rules."""
+
+    def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
+        from fantasyid.face import FaceAnalyzer
+
+        self.settings = settings
+        size = settings.det_size
+        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=False)
+
+    def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        for record in _active(records, "face", self.settings):
+            self.run(record)
+        return records
+
+    def run(self, record: ClipRecord) -> None:
+        s, row = self.settings, record.row
+        factor = detection_scale(row["height"], row["width"], s.det_min_side)
+        none = multi = 0
+        faces = []
+        for index in record.face_indices:
+            found = self.analyzer.detect(upscale(record.frames[index], factor), crop_512=False)
+            if not found:
+                none += 1
+                continue
+            main = found[0]  # largest first
+            if any(other.area >= s.second_face_ratio * main.area for other in found[1:]):
+                multi += 1
+            faces.append({
+                "frame": index, "score": float(main.score), "factor": factor, "pose": main.pose,
+                "bbox_det": np.asarray(main.bbox, np.float32), "landmarks_det": np.asarray(main.landmarks, np.float32),
+            })  # fmt: skip
+        record.faces = faces
+        total = len(record.face_indices)
+        scores = [f["score"] for f in faces]
+        sizes = [float(min(f["bbox_det"][2] - f["bbox_det"][0], f["bbox_det"][3] - f["bbox_det"][1])) / factor
+                 for f in faces]  # fmt: skip
+        row.update(
+            face_frames=total, face_frames_none=none, face_frames_multi=multi,
+            face_score_min=min(scores, default=0.0), face_score_mean=float(np.mean(scores)) if scores else 0.0,
+            face_size_min=min(sizes, default=0.0),
+        )  # fmt: skip
+        record.ran("face")
+        if not faces:
+            record.reject(f"no face in any of {total} sampled frames")
+        elif none / total > s.max_no_face:
+            record.reject(f"no face in {none} of {total} sampled frames")
+        elif multi / total > s.max_multi_face:
+            record.reject(f"several faces in {multi} of {total} sampled frames")
+        elif row["face_score_mean"] < s.min_face_score:
+            record.reject(f"face score {row['face_score_mean']:.2f} < {s.min_face_score:g}")
+        elif row["face_size_min"] < s.min_face_size:
+            record.reject(f"face size {row['face_size_min']:.0f} px < {s.min_face_size:g} px")
+
+
+class TextStage:
+    """OCR on the sampled OCR frames; rejects clips with text in too many of them (subtitles, captions burnt in)."""
+
+    def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
+        rapidocr = require("rapidocr", "prep", "the OCR subtitle filter")
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+        self.settings = settings
+        # det at most 960 px on the long side (frames are not upscaled beyond that); no angle classifier
+        self.engine = rapidocr.RapidOCR(params={
+            "Global.log_level": "error", "Global.use_cls": False, "Det.limit_type": "max", "Det.limit_side_len": 960,
+            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+        })  # fmt: skip
+
+    def text_boxes(self, frame: np.ndarray) -> list[np.ndarray]:
+        """Polygons (4, 2) of the text lines read with at least ``min_text_score`` confidence."""
+        result = self.engine(np.ascontiguousarray(frame[:, :, ::-1]))  # RapidOCR reads OpenCV's BGR order
+        if result.boxes is None or result.scores is None:
+            return []
+        return [np.asarray(b, np.float64) for b, score in zip(result.boxes, result.scores)
+                if score >= self.settings.min_text_score]  # fmt: skip
+
+    def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        for record in _active(records, "text", self.settings):
+            self.run(record)
+        return records
+
+    def run(self, record: ClipRecord) -> None:
+        row = record.row
+        factor = detection_scale(row["height"], row["width"], self.settings.det_min_side)
+        with_text, areas = 0, []
+        for index in record.ocr_indices:
+            frame = upscale(record.frames[index], factor)
+            boxes = self.text_boxes(frame)
+            with_text += bool(boxes)
+            area = sum(_polygon_area(b) for b in boxes) / float(frame.shape[0] * frame.shape[1])
+            areas.append(min(1.0, area))
+        total = len(record.ocr_indices)
+        row.update(text_frames=total, text_fraction=with_text / total, text_area=float(np.mean(areas)))
+        record.ran("text")
+        if row["text_fraction"] > self.settings.max_text_fraction:
+            record.reject(f"text in {with_text} of {total} OCR frames (subtitles)")
+
+
+def _polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))  # shoelace
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    from fantasyid.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+class ViewsStage:
+    """Farthest-point selection of ``views`` faces in pose space; their aligned crops written as PNG."""
+
+    def __init__(self, settings: PrepSettings, out_dir: Path):
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        for record in _active(records, "views", self.settings):
+            self.run(record)
+        return records
+
+    def run(self, record: ClipRecord) -> None:
+        from fantasyid.face import align_ffhq, select_view_indices
+
+        s = self.settings
+        chosen = [record.faces[i] for i in select_view_indices([f["pose"] for f in record.faces], s.views)]
+        folder = asset_dir(self.out_dir, record.id)
+        for stale in folder.glob(".*.partial*"):  # temporary files of a run killed while writing this clip
+            stale.unlink()
+        views = []
+        for k, face in enumerate(chosen):
+            frame = upscale(record.frames[face["frame"]], face["factor"])
+            crop = align_ffhq(frame, face["landmarks_det"], s.crop_size)
+            path = folder / f"view{k}.png"
+            _write_png(path, crop)
+            landmarks = face["landmarks_det"] / face["factor"]  # (5, 2) in source pixels
+            yaw, pitch, roll = face["pose"]
+            views.append({
+                "frame": int(face["frame"]), "crop": path.relative_to(self.out_dir).as_posix(), "yaw": float(yaw),
+                "pitch": float(pitch), "roll": float(roll), "score": face["score"],
+                "landmarks": [float(v) for v in landmarks.reshape(-1)],
+            })  # fmt: skip
+        record.row["views"] = views
+        record.faces = chosen  # the 3D stage reads the chosen faces, in view order
+        record.ran("views")
+        if len(views) < s.views:
+            record.reject(f"only {len(views)} face views (need {s.views})")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device != "auto":
+        return device
+    torch = require("torch", "face", "DECA and captioning")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ShapeStage:
+    """DECA + FLAME on every chosen view (the paper's DECA crop around the detector box): shape codes + vertices."""
+
+    def __init__(self, settings: PrepSettings, out_dir: Path):
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.model = None
+        if settings.has_3d_files and "3d" in settings.stages:
+            from fantasyid.face.deca import DecaFlame
+
+            self.model = DecaFlame.from_files(settings.deca, settings.flame, device=resolve_device(settings.device))
+
+    def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        for record in _active(records, "3d", self.settings):
+            if self.model is None:
+                record.row["shape_status"] = NO_3D_FILES
+            else:
+                self.run(record)
+        return records
+
+    def run(self, record: ClipRecord) -> None:
+        import torch
+
+        from fantasyid.io import atomic_path
+
+        batch = torch.cat([
+            self.model.prepare(upscale(record.frames[f["frame"]], f["factor"]), mode="paper", bbox=f["bbox_det"])
+            for f in record.faces
+        ])  # (V, 3, 224, 224)
+        with torch.no_grad():
+            codes = self.model.encoder(batch)
+            vertices = self.model.flame.shape_only(codes.shape)  # (V, N, 3)
+        path = asset_dir(self.out_dir, record.id) / "shape.npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, shape=codes.shape.float().cpu().numpy(),
+                     vertices=vertices.float().cpu().numpy().astype(np.float16))  # fmt: skip
+        record.row["shape_file"] = path.relative_to(self.out_dir).as_posix()
+        record.row["shape_status"] = "done"
+        record.ran("3d")
+
+
+class CaptionStage:
+    """Captions from the user's file or sidecar stay; other kept clips are captioned by the model, in batches."""
+
+    def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
+        from fantasyid.data.caption import Captioner
+
+        self.settings = settings
+        self.captioner = None
+        if settings.captioner and "caption" in settings.stages:
+            self.captioner = Captioner(settings.captioner, device=resolve_device(settings.device),
+                                       max_new_tokens=settings.caption_max_tokens, prompt=settings.caption_prompt)
+
+    def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        active = _active(records, "caption", self.settings)
+        todo = [r for r in active if not r.row["caption"]] if self.captioner else []
+        size = self.settings.caption_batch
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            captions = self.captioner([r.frames[r.caption_index] for r in chunk])
+            for record, caption in zip(chunk, captions):
+                record.row["caption"] = caption
+                record.row["caption_source"] = f"model:{self.captioner.name}"
+        for record in active:
+            record.ran("caption")
+            if self.settings.require_caption and not record.row["caption"]:
+                record.reject("no caption")
+        return records
+
+
+#: The stages in the order they run (after probing and decoding).
+STAGE_CLASSES: tuple[tuple[str, type], ...] = (
+    ("face", FaceStage), ("text", TextStage), ("views", ViewsStage), ("3d", ShapeStage), ("caption", CaptionStage),
+)  # fmt: skip
+
+
+def build_stages(settings: PrepSettings, out_dir: Path) -> list[Any]:
+    """The stage objects a worker needs (models loaded once), in order; stages not requested are left out."""
+    wanted = [(name, cls) for name, cls in STAGE_CLASSES if name in settings.stages]
+    return [cls(settings, out_dir) for _, cls in wanted]

@@ -1,0 +1,180 @@
+"""``fantasyid prep``: raw videos → training manifest; ``fantasyid prep merge OUT`` joins the shards and reports.
+
+A thin shell over :func:`fantasyid.data.runner.run_prep` and :func:`fantasyid.data.report.merge_shards`; nothing
+heavy is imported until the command runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..console import console, err_console
+from ..options import Deca, Flame
+
+
+def prep_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Folders of videos, video files, or lists (.txt / .csv / .parquet with a 'path' column). "
+                            "'merge OUT' merges the shards of OUT.", show_default=False, metavar="VIDEOS"),
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (shards, assets, manifest).")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="CSV (path,caption) or JSONL of captions; else a .txt beside each video.")
+    ] = None,
+    clips: Annotated[str, typer.Option(help="fixed: back-to-back windows; scenes: PySceneDetect shots.")] = "fixed",
+    frames: Annotated[int, typer.Option("--frames", help="Training frames per clip.")] = 49,
+    fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
+    max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
+    stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,text,views,3d,caption",
+    sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
+    ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
+    min_face_score: Annotated[float, typer.Option(help="Mean main-face detector confidence (paper: 0.9).")] = 0.9,
+    min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 64.0,
+    max_no_face: Annotated[float, typer.Option(help="Largest fraction of sampled frames without a face.")] = 0.2,
+    max_multi_face: Annotated[float, typer.Option(help="Largest fraction of frames with a second clear face.")] = 0.2,
+    max_text: Annotated[float, typer.Option(help="Largest fraction of OCR frames with text (subtitles).")] = 0.2,
+    views: Annotated[int, typer.Option(help="Face views chosen per clip (paper: 6).")] = 6,
+    det_size: Annotated[int, typer.Option(help="Face detector input size (multiple of 32).")] = 640,
+    det_min_side: Annotated[int, typer.Option(help="Upscale smaller frames (shorter side) for detection.")] = 256,
+    face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = (
+        "buffalo_sc"
+    ),
+    face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/ [default: "
+                                                        "$FANTASYID_HOME].")] = None,
+    deca: Deca = None,
+    flame: Flame = None,
+    captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
+                                                        "Qwen2-VL, BLIP, …) for clips without a caption.")] = None,
+    caption_batch: Annotated[int, typer.Option(help="Frames per captioning batch.")] = 8,
+    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 60,
+    require_caption: Annotated[bool, typer.Option(help="Reject clips that end without a caption.")] = False,
+    device: Annotated[str, typer.Option(help="DECA and captioner device: cpu, cuda, cuda:N or auto.")] = "cpu",
+    engine: Annotated[str, typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
+    workers: Annotated[int, typer.Option(help="Worker processes (local) or actors per stage (ray).")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (default: start a local one).")] = None,
+    shard: Annotated[int | None, typer.Option(help="Run one shard [default: $SLURM_ARRAY_TASK_ID or $RANK; "
+                                                   "else all].")] = None,
+    num_shards: Annotated[int | None, typer.Option(help="Number of shards [default: $SLURM_ARRAY_TASK_COUNT or "
+                                                        "$WORLD_SIZE; else 1].")] = None,
+) -> None:
+    """Turn raw videos of people into a training manifest, filtered as the paper does.
+
+    Clips (49 frames at 8 fps) are kept when the face is confident (≥ 0.9), alone and large enough and the frames
+    carry no text; each kept clip gets its six most different face views (512-px aligned crops), FLAME shape and
+    vertices (with --deca/--flame) and a caption. Every clip's numbers are recorded, kept or not.
+
+    Output: OUT/shards/NNNNN.parquet; then `fantasyid prep merge OUT` writes OUT/manifest.parquet and OUT/report.md.
+    A rerun resumes: finished shards and clips are skipped.
+
+    Examples:
+
+      fantasyid prep videos/ --out data/ && fantasyid prep merge data/
+
+      fantasyid prep list.csv --captions captions.jsonl --deca deca_model.tar --flame generic_model.pkl --out data/
+
+      sbatch --array=0-63 --wrap "fantasyid prep videos/ --out data/"   # shard from SLURM_ARRAY_TASK_ID/COUNT
+
+      fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner Florence-2-large --device auto
+
+      fantasyid prep videos/ --out data/ --stages 3d --deca deca_model.tar --flame generic_model.pkl  # add 3D later
+    """
+    from fantasyid.errors import ConfigError
+
+    if inputs and inputs[0] == "merge":
+        if len(inputs) != 2 or out is not None:
+            raise typer.BadParameter("use: fantasyid prep merge OUT", param_hint="INPUTS")
+        _merge(Path(inputs[1]))
+        return
+    if out is None:
+        raise typer.BadParameter("--out is required (the folder for shards, assets and the manifest)",
+                                 param_hint="--out")  # fmt: skip
+
+    from fantasyid.data.runner import run_prep
+    from fantasyid.data.settings import PrepSettings
+
+    stage_list = tuple(s.strip() for s in stages.split(",") if s.strip())
+    if not stage_list:
+        raise ConfigError("no stage requested", hint="pass e.g. --stages face,text,views")
+    if stage_list == ("3d",):  # add shapes to an earlier run made without the DECA/FLAME files
+        if deca is None or flame is None:
+            raise ConfigError("--stages 3d adds 3D shapes to an earlier run: pass --deca and --flame")
+        from fantasyid.data.add_shapes import add_shapes
+
+        with _RichProgress() as hook:
+            updated, shards = add_shapes(out, str(deca), str(flame), device, progress=hook)
+        console.print(f"3D shapes added to {updated} kept clips ({shards} shard(s) rewritten); run "
+                      f"`fantasyid prep merge {out}` again", highlight=False, soft_wrap=True)  # fmt: skip
+        return
+    settings = PrepSettings(
+        clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
+        min_face_score=min_face_score, min_face_size=min_face_size, max_no_face=max_no_face,
+        max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
+        det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
+        deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
+        captioner=None if captioner is None else str(captioner), caption_batch=caption_batch,
+        caption_max_tokens=caption_max_tokens,
+        require_caption=require_caption, stages=stage_list, device=device,
+    )  # fmt: skip
+    with _RichProgress() as hook:
+        result = run_prep(inputs, out, settings, captions=captions, shard=shard, num_shards=num_shards,
+                          engine=engine, workers=workers, ray_address=ray_address, progress=hook)  # fmt: skip
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    skipped = f", {len(result.shards_skipped)} already done" if result.shards_skipped else ""
+    console.print(
+        f"{result.clips} clips: {result.kept} kept, {result.rejected} rejected "
+        f"({len(result.shards_run)} shard(s) run{skipped}) → {out}/shards",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def _merge(out: Path) -> None:
+    from fantasyid.data.manifest import read_manifest
+    from fantasyid.data.report import merge_shards, reasons_table
+
+    result = merge_shards(out)
+    console.print(f"{result.clips} clips, {result.kept} kept → {result.manifest}", highlight=False, soft_wrap=True)
+    table = reasons_table(read_manifest(result.manifest, columns=["keep", "reject_reason"]))
+    if len(table):
+        console.print(table[["clips", "share"]].to_string(), highlight=False)
+    console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
+
+
+class _RichProgress:
+    """Rich progress for run_prep: videos done (bar, ETA) and clips done / kept / rejected, clips/s."""
+
+    def __enter__(self) -> _RichProgress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("prep"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
+            TextColumn("{task.fields[clips]} clips: {task.fields[kept]} kept, {task.fields[rejected]} rejected, "
+                       "{task.fields[rate]:.2f} clips/s"),
+            TimeRemainingColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+        )  # fmt: skip
+        self.progress.__enter__()
+        self.task = None
+        self.counts = {"clips": 0, "kept": 0, "rejected": 0}
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, videos: int) -> None:
+        self.started = time.perf_counter()
+        self.task = self.progress.add_task("prep", total=videos, rate=0.0, **self.counts)
+
+    def clip(self, row: dict[str, Any]) -> None:
+        self.counts["clips"] += 1
+        self.counts["kept" if row["keep"] else "rejected"] += 1
+        rate = self.counts["clips"] / max(1e-6, time.perf_counter() - self.started)
+        self.progress.update(self.task, rate=rate, **self.counts)
+
+    def video(self) -> None:
+        self.progress.advance(self.task)
