@@ -307,6 +307,17 @@ def _clipped_area(bbox: np.ndarray, height: int, width: int) -> float:
     return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
 
 
+def ort_session_options(threads: int) -> Any:
+    """ONNX Runtime options for ``threads`` intra-op threads that sleep, not spin, when idle (cores are shared)."""
+    ort = require("onnxruntime", "face", "face detection and recognition")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
 class FaceAnalyzer:
     """Face detection + ArcFace recognition from an insightface model pack, offline.
 
@@ -317,6 +328,8 @@ class FaceAnalyzer:
         det_thresh: minimum detection score.
         providers: ONNX Runtime execution providers (default: CPU).
         recognition: compute ArcFace embeddings (needs a recognition model in the pack).
+        threads: ONNX Runtime intra-op threads per model call (default: ONNX Runtime's, one per core); set it
+            when several threads share the analyzer (``fantasyid eval --workers``).
     """
 
     def __init__(
@@ -328,6 +341,7 @@ class FaceAnalyzer:
         det_thresh: float = 0.5,
         providers: Sequence[str] | None = None,
         recognition: bool = True,
+        threads: int | None = None,
     ):
         if not 0.0 <= det_thresh <= 1.0:
             raise InputError(f"det_thresh must lie in [0, 1], got {det_thresh}")
@@ -339,9 +353,12 @@ class FaceAnalyzer:
         require("onnxruntime", "face", "face detection and recognition")
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         modules = ["detection", "recognition"] if recognition else ["detection"]
+        options = {} if threads is None else {"sess_options": ort_session_options(threads)}
         # a directory as `name` makes insightface use it as is (no model-zoo lookup, no download)
         try:
-            app = app_module.FaceAnalysis(name=str(self.pack_dir), allowed_modules=modules, providers=self.providers)
+            app = app_module.FaceAnalysis(
+                name=str(self.pack_dir), allowed_modules=modules, providers=self.providers, **options
+            )
             ctx_id = -1 if self.providers == ["CPUExecutionProvider"] else 0
             app.prepare(ctx_id=ctx_id, det_thresh=det_thresh, det_size=tuple(det_size))
         except AssertionError as exc:  # insightface asserts that the pack has a detector

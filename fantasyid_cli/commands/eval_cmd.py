@@ -53,7 +53,18 @@ def eval_command(
         str | None,
         typer.Option("--names", help="Comma-separated table labels, one per run (default: folder names)."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="Device of the FID Inception: cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option("--device", help="cpu, cuda (face models + FID on the GPU; needs onnxruntime-gpu) or auto."),
+    ] = "cpu",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="Videos evaluated at once (default: one per CPU core)."),
+    ] = None,
+    fid_backend: Annotated[
+        str,
+        typer.Option("--fid-backend", help="FID Inception runtime: onnxruntime (fp32, fast) or torchscript."),
+    ] = "onnxruntime",
     det_size: Annotated[
         int,
         typer.Option(
@@ -110,6 +121,8 @@ def eval_command(
       for i in 0 1 2 3; do fantasyid eval runs/a runs/b --shard $i --num-shards 4 --out parts/ & done; wait
 
       fantasyid eval --merge parts/ --out tables/
+
+      fantasyid eval outputs/ --workers 4 --device cuda
     """
     from fantasyid.metrics.results import parse_metrics
 
@@ -158,6 +171,8 @@ def eval_command(
             names=labels,
             progress=progress,
             det_size=det_size,
+            workers=workers,
+            fid_backend=fid_backend,
         )
         if shard is not None or num_shards is not None:
             from fantasyid.metrics.evaluate import evaluate_shard
