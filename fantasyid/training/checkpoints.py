@@ -53,6 +53,13 @@ def find_resume(resume: str | None, config: TrainConfig, manifest_sha256: str) -
     there is none) or a checkpoint folder.
     """
     if resume is None:
+        existing = list_checkpoints(config.output_dir)
+        if existing:  # a fresh start here would mix its checkpoints with the older run's
+            raise CheckpointError(
+                f"'{config.output_dir}' already holds checkpoints of a run (up to step {existing[-1][0]})",
+                hint="continue it with --resume latest, or start a new run in another output_dir "
+                     "(--set output_dir=…)",
+            )
         return None, 0
     if resume == "latest":
         found = list_checkpoints(config.output_dir)

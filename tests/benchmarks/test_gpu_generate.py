@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import importlib.util
 import os
 import subprocess
@@ -46,11 +48,12 @@ def test_tiny_run_prints_every_table(bench, capsys, tmp_path):
     assert code == 0
     models = _rows(out, "| model |")
     assert [r[0] for r in models] == ["CogVideoX-5B-I2V", "FantasyID (released)", "FantasyID (paper)"]
-    for row in models:
-        step, per_second = float(row[2]), float(row[3])
-        # the table rounds seconds to 3 decimals: allow that rounding on top of 2 %
-        assert step > 0 and per_second == pytest.approx(1 / step, rel=0.02 + 0.0005 / step)
-        assert float(row[6]) >= 50 * step * 0.99  # projection = 50 steps (+ identity once)
+    numbers = json.loads((tmp_path / "out.json").read_text())["models"]  # unrounded: the table rounds
+    assert [r["model"] for r in numbers] == [r[0] for r in models]
+    for row, exact in zip(models, numbers):
+        assert exact["step_s"] > 0 and float(row[2]) == pytest.approx(exact["step_s"], abs=5e-4)
+        assert float(row[3]) == pytest.approx(1 / exact["step_s"], abs=5e-3)
+        assert exact["denoise_50_s"] == pytest.approx(exact["identity_once_s"] + 50 * exact["step_s"])
     assert models[0][4] == "–" and float(models[1][4]) > 0 and float(models[2][4]) > 0
     caches = _rows(out, "| setting |")
     assert [r[0] for r in caches] == ["none", "fbc", "pab", "fastercache", "taylorseer"]

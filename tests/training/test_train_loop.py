@@ -104,6 +104,10 @@ def test_limit_prunes_logs_and_refuses_another_config(identity_data, tmp_path):
         train(done, resume="latest")
     with pytest.raises(CheckpointError, match="does not exist"):
         train(done, resume=str(tmp_path / "nowhere"))
+    with pytest.raises(CheckpointError, match="already holds checkpoints of a run \\(up to step 3\\)") as info:
+        train(done)  # a fresh start would mix its checkpoints with this run's
+    assert "--resume latest" in info.value.hint
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
 
 
 def test_a_nan_loss_stops_the_run_naming_the_step(data_copy, tmp_path):
