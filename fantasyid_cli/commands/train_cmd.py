@@ -84,7 +84,8 @@ def train_command(
             f"{_mb(report.text_bytes_per_clip)} T5 states; {_mb(report.total_bytes)} in all"
         )
         if precompute_only:
-            console.print(f"train from it: fantasyid train {config} --set data.cache={report.folder}")
+            again = " ".join(arg for arg in sys.argv[2:] if arg != "--precompute-only") or str(config)
+            console.print(f"train from it: fantasyid train {again} --set data.cache={report.folder}")
             return
 
     from fantasyid.training.loop import train
@@ -106,7 +107,11 @@ def train_command(
 
 
 def _mb(size: float) -> str:
-    return f"{size / 2**20:.2f} MiB"
+    """Bytes as KiB, MiB or GiB (three significant figures)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size / 2**10:.3g} KiB"
 
 
 train_command.__doc__ = (train_command.__doc__ or "") + "\n" + EXAMPLES

@@ -85,7 +85,7 @@ def test_cli_reports_the_size_per_clip(identity_data, tmp_path):
     text = " ".join(result.output.split())
     assert "3 clips (3 encoded, 0 reused, 0 unreadable)" in text
     report = precompute(_config(identity_data, tmp_path / "run", cache=str(tmp_path / "run" / "cache")))
-    assert f"per clip {report.latent_bytes_per_clip / 2**20:.2f} MiB latents" in text
+    assert f"per clip {report.latent_bytes_per_clip / 2**10:.3g} KiB latents" in text
     # 3 windows × (2·C, F', h, w) fp32 of the tiny VAE, and one caption's (L, D) T5 states
     assert report.latent_bytes_per_clip > 0 and report.text_bytes_per_clip > 0
     assert report.total_bytes > 3 * (report.latent_bytes_per_clip + report.text_bytes_per_clip) * 0.9
