@@ -220,7 +220,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
         for entry in entries.values():  # point the new entries at the shard just written
             if "windows" in entry and entry["shard"] is None:
                 entry["shard"] = shard
-            if entry.get("text", [None])[0] is None:
+            if "text" in entry and entry["text"][0] is None:
                 entry["text"][0] = shard
         for name in texts:
             index["texts"][name] = shard

@@ -91,3 +91,14 @@ def test_cli_reports_the_size_per_clip(identity_data, tmp_path):
     assert report.total_bytes > 3 * (report.latent_bytes_per_clip + report.text_bytes_per_clip) * 0.9
     bad = CliRunner().invoke(app, ["train", str(path), "--set", "data.windows=0", "--precompute-only"])
     assert isinstance(bad.exception, ConfigError) and "data.windows" in bad.exception.message  # main(): one line
+
+
+def test_a_clip_that_fails_to_decode_is_recorded_and_skipped_as_live(data_copy, tmp_path):
+    (data_copy.parent / "clips" / "identity0.mp4").write_bytes(b"\x00" * 2048)  # a damaged file
+    config = _config(data_copy, tmp_path / "cached", cache=str(tmp_path / "cache"))
+    report = precompute(config)
+    assert (report.stored, report.failed) == (2, 1)
+    assert precompute(config).reused == 3  # the failure is remembered, not retried
+    live, cached = train(_config(data_copy, tmp_path / "live")), train(config)
+    assert cached.skipped_clips == live.skipped_clips > 0
+    assert cached.losses == live.losses
