@@ -195,16 +195,19 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     pipe.vae.to(device, dtype)
     pipe.text_encoder.to(device, dtype)
 
-    rebuilt = None
+    rebuilt, old_shards = None, []
     if index is not None and (changed := _difference(index["settings"], settings)):
-        rebuilt = changed
-        for shard in index["shards"]:
-            (folder / shard).unlink(missing_ok=True)
-        index = None
+        rebuilt, old_shards, index = changed, index["shards"], None
     if index is None:
         index = {"format": CACHE_FORMAT, "settings": settings, "shards": [], "clips": {}, "texts": {},
                  "empty_prompt": None}
     index["manifest_sha256"] = dataset.sha256
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / INDEX, index)  # first the new index, then the old shards go: never an index without shards
+    for shard in old_shards:
+        (folder / shard).unlink(missing_ok=True)
+    for stray in folder.glob(".shard-*.partial.safetensors"):  # a shard being written when a run was killed
+        stray.unlink()
 
     pending: dict[str, torch.Tensor] = {}
     entries: dict[str, dict] = {}
@@ -230,7 +233,6 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
         write_json(folder / INDEX, index)  # after its shard: an index never names a missing shard
         pending.clear(), entries.clear(), texts.clear()
 
-    folder.mkdir(parents=True, exist_ok=True)
     stored = reused = failed = 0
     with torch.no_grad(), _progress(console) as progress:
         task = progress.add_task("precompute", total=len(dataset.rows))

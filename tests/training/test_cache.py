@@ -66,8 +66,10 @@ def test_an_interrupted_precompute_resumes(identity_data, tmp_path):
     assert len(index["clips"]) == 1  # the first clip's shard and index entry are on disk, the second is not
     with pytest.raises(ConfigError, match="lacks 2 of 3"):
         train(config)
+    stray = tmp_path / "cache" / ".shard-00001.partial.safetensors"  # what a kill -9 mid-write leaves
+    stray.write_bytes(b"half a shard")
     report = precompute(config, shard_clips=1)
-    assert (report.stored, report.reused) == (2, 1)
+    assert (report.stored, report.reused) == (2, 1) and not stray.exists()
     again = precompute(config)
     assert (again.stored, again.reused) == (0, 3)
     reference = _config(identity_data, tmp_path / "live")
