@@ -24,7 +24,7 @@ from ..errors import ConfigError, InputError
 from .clip_reader import read_frames, sample_indices
 from .manifest import kept_clips, manifest_sha256, read_manifest, resolve_asset
 
-__all__ = ["ClipDataset", "SkippedClip", "collate_items", "item_generator"]
+__all__ = ["ClipDataset", "SkippedClip", "collate_items", "item_generator", "window_offset", "window_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,20 @@ class SkippedClip:
 def item_generator(seed: int, position: int, salt: int = 0) -> torch.Generator:
     """The generator that decides everything random about the sample at ``position`` of the stream."""
     return torch.Generator().manual_seed((seed * 1_000_003 + position * 7_919 + salt) % (2**63))
+
+
+def window_offset(draw: float, windows: int) -> tuple[int, float]:
+    """``(window index, offset)`` from a uniform draw in [0, 1): ``windows=0`` keeps the draw as the offset (index
+    0); ``N`` ≥ 1 snaps it to one of N evenly spaced windows (0, 1/(N−1), …, 1; the centre for N = 1)."""
+    if windows < 1:
+        return 0, draw
+    index = min(windows - 1, int(draw * windows))
+    return index, window_start(index, windows)
+
+
+def window_start(index: int, windows: int) -> float:
+    """The offset of window ``index`` of ``windows`` evenly spaced ones."""
+    return index / (windows - 1) if windows > 1 else 0.5
 
 
 def resize_center_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -69,6 +83,8 @@ class ClipDataset(torch.utils.data.Dataset):
         holdout: int = 0,
         reader: str = "auto",
         split: str = "train",
+        windows: int = 0,
+        cache=None,
     ):
         self.manifest = Path(manifest)
         table = kept_clips(read_manifest(self.manifest))  # in manifest order: the same wherever the data lives
@@ -86,7 +102,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.sha256 = manifest_sha256(self.manifest)
         self.frames, self.height, self.width, self.fps = frames, height, width, fps
         self.views, self.clip_image_size, self.num_vertices = views, clip_image_size, num_vertices
-        self.seed, self.reader = seed, reader
+        self.seed, self.reader, self.windows = seed, reader, windows
+        self.cache = cache  #: a :class:`fantasyid.training.cache.LatentCache`: latents and T5 states come from it
         self._video_processor = None
 
     def __len__(self) -> int:
@@ -130,14 +147,14 @@ class ClipDataset(torch.utils.data.Dataset):
         count = min(self.views, len(views))
         view_index = int(torch.randint(count, (1,), generator=generator)) if count > 1 else 0
         view = views[view_index]
-        offset = float(torch.rand((), generator=generator))
+        window, offset = window_offset(float(torch.rand((), generator=generator)), self.windows)
 
-        # 1. Clip frames at the target rate, resized and centre-cropped, in [-1, 1]
-        indices = sample_indices(int(row["clip_start"]), int(row["clip_end"]), float(row["fps"]), self.fps,
-                                 self.frames, offset)
-        rgb = read_frames(row["source_path"], indices, backend=self.reader)  # (F, h, w, 3) uint8
-        video = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, h, w)
-        video = resize_center_crop(video, self.height, self.width)  # (F, 3, H, W)
+        # 1. Clip frames (or, from a cache, their VAE latent distribution and the caption's T5 states)
+        clip: dict = {}
+        if self.cache is not None:
+            clip["latent_dist"], clip["text_states"] = self.cache.load(row, window)  # (2C, F', h, w), (L, D)
+        else:
+            clip["video"] = self.read_clip(row, offset)
 
         # 2. The drawn view: aligned crop → EVA-CLIP pixels and the I2V frame-0 condition (stretched, as inference)
         crop_path = resolve_asset(self.manifest, view["crop"])
@@ -151,7 +168,7 @@ class ClipDataset(torch.utils.data.Dataset):
         # 3. The view's FLAME vertices
         vertices = self._vertices(row, view_index)
         return {
-            "video": video,
+            **clip,
             "condition": condition,  # (3, H, W) in [-1, 1]
             "clip_pixels": clip_pixels,
             "vertices": vertices,  # (V, 3)
@@ -160,6 +177,14 @@ class ClipDataset(torch.utils.data.Dataset):
             "view": view_index,
             "position": position,
         }
+
+    def read_clip(self, row: dict, offset: float) -> torch.Tensor:
+        """The clip's frames at the target rate from ``offset``, resized and centre-cropped, in [-1, 1]."""
+        indices = sample_indices(int(row["clip_start"]), int(row["clip_end"]), float(row["fps"]), self.fps,
+                                 self.frames, offset)
+        rgb = read_frames(row["source_path"], indices, backend=self.reader)  # (F, h, w, 3) uint8
+        video = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, h, w)
+        return resize_center_crop(video, self.height, self.width)  # (F, 3, H, W)
 
     def _vertices(self, row: dict, view_index: int) -> torch.Tensor:
         if not row["shape_file"]:
@@ -182,8 +207,9 @@ class ClipDataset(torch.utils.data.Dataset):
 def collate_items(items: list[dict]) -> dict:
     """Stack a micro-batch; ``skipped`` gathers the clips that were replaced while loading it."""
     batch: dict = {"skipped": [skip for item in items for skip in item["skipped"]], "size": len(items)}
-    for key in ("video", "condition", "clip_pixels", "vertices"):
-        batch[key] = torch.stack([item[key] for item in items])
+    for key in ("video", "latent_dist", "text_states", "condition", "clip_pixels", "vertices"):
+        if key in items[0]:  # video live; latent_dist and text_states from a cache
+            batch[key] = torch.stack([item[key] for item in items])
     for key in ("caption", "clip_id", "view", "position"):
         batch[key] = [item[key] for item in items]
     return batch

@@ -64,6 +64,12 @@ class DataConfig:
     image_dropout: float = 0.05  #: probability that the I2V frame-0 condition is all zero
     image_noise_mean: float = -3.0  #: log-sigma mean of the noise added to the frame-0 image (CogVideoX)
     image_noise_std: float = 0.5  #: log-sigma std of that noise
+    #: where a clip's frames start: ``0`` anywhere (uniform offset), ``N`` ≥ 1 one of N evenly spaced windows (1: the
+    #: centre). A precomputed cache needs N ≥ 1: it stores the VAE latent distribution of every window
+    windows: int = 0
+    #: folder of precomputed VAE latent distributions and T5 states (``fantasyid train CONFIG --precompute`` builds
+    #: it; empty: encode every step). The loss is the same with and without it (the drawn view stays live)
+    cache: str = ""
 
 
 @dataclass
@@ -138,6 +144,11 @@ class TrainConfig:
             raise ConfigError(f"data.frames must be 1 + a multiple of 4, got {d.frames}", hint="e.g. 49")
         if d.height % 16 or d.width % 16:
             raise ConfigError(f"data.height and data.width must be multiples of 16, got {d.height}×{d.width}")
+        if d.windows < 0:
+            raise ConfigError(f"data.windows must be 0 (any offset) or a positive count, got {d.windows}")
+        if d.cache and d.windows < 1:
+            raise ConfigError("data.cache needs data.windows ≥ 1 (the cache stores one latent per window)",
+                              hint="--set data.windows=1 (the centre window) or more")
         if not 1 <= d.views <= 6:
             raise ConfigError(f"data.views must be 1…6, got {d.views}")
         for name in ("text_dropout", "image_dropout"):
@@ -175,6 +186,7 @@ RESUMABLE_CHANGES = frozenset({
     "output_dir", "train.max_steps", "checkpoint.every", "checkpoint.total_limit", "checkpoint.export",
     "validation.every", "validation.references", "validation.steps", "validation.guidance", "log.tensorboard",
     "log.every", "data.num_workers", "data.reader", "train.micro_batch",
+    "data.cache",
 })
 
 

@@ -119,7 +119,7 @@ def train(
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, trainable_parameters
     from .sampler import StepBatchSampler
-    from .step import compute_loss, prepare_inputs
+    from .step import compute_loss, frozen_dtype, prepare_inputs
 
     config.validate()
     t0 = time.perf_counter()
@@ -134,7 +134,12 @@ def train(
     clip_size = components.image_encoder.config.image_size
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
-                          holdout=d.holdout, reader=d.reader)
+                          holdout=d.holdout, reader=d.reader, windows=d.windows)
+    cache = None
+    if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
+        from .cache import open_cache
+
+        cache = dataset.cache = open_cache(config, components, dataset.rows, state.device)
     resume_path, start_step = find_resume(resume, config, dataset.sha256)
     if start_step >= t.max_steps:
         raise TrainingError(f"the checkpoint is at step {start_step}, train.max_steps is {t.max_steps}: nothing to do",
@@ -150,9 +155,7 @@ def train(
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
     )
     device = accelerator.device
-    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision, torch.float32)
-    if device.type == "cpu":
-        weight_dtype = torch.float32  # frozen models stay fp32 on CPU (autocast handles the trainable part)
+    weight_dtype = frozen_dtype(t.mixed_precision, device)
     for frozen in (components.pipe.vae, components.pipe.text_encoder, components.image_encoder):
         frozen.to(device, weight_dtype)
     module = components.module
@@ -202,7 +205,8 @@ def train(
                 batch = next(batches)
                 skipped.extend(batch["skipped"])
                 with accelerator.accumulate(module):
-                    inputs = prepare_inputs(components, batch, d, t.seed, device, weight_dtype, t.timestep_range)
+                    inputs = prepare_inputs(components, batch, d, t.seed, device, weight_dtype, t.timestep_range,
+                                            cache.empty_text_states if cache is not None else None)
                     with accelerator.autocast():
                         loss = compute_loss(module, components, inputs)
                     accelerator.backward(loss)

@@ -25,7 +25,7 @@ from ..data.dataset import item_generator
 from .config import DataConfig
 from .model import TrainComponents
 
-__all__ = ["StepInputs", "prepare_inputs", "compute_loss"]
+__all__ = ["StepInputs", "prepare_inputs", "compute_loss", "encode_text", "frozen_dtype"]
 
 
 @dataclass
@@ -44,8 +44,14 @@ class StepInputs:
 @torch.no_grad()
 def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, seed: int,
                    device: torch.device, dtype: torch.dtype = torch.float32,
-                   timestep_range: tuple[int, int] | None = None) -> StepInputs:
-    """Everything the trainable module needs for ``batch``, from the frozen components (no gradients)."""
+                   timestep_range: tuple[int, int] | None = None, empty_text_states: torch.Tensor | None = None
+                   ) -> StepInputs:
+    """Everything the trainable module needs for ``batch``, from the frozen components (no gradients).
+
+    A batch from a precomputed cache carries ``latent_dist`` (the VAE posterior's parameters, sampled here with the
+    same generator as a live encode) and ``text_states``; ``empty_text_states`` (L, D) stands for a dropped caption.
+    """
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import retrieve_latents
 
     pipe = components.pipe
@@ -62,11 +68,17 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
               for g in gens]
 
     # 1. Clip latents (B, F', C, h, w)
-    video = batch["video"].to(device, dtype)  # (B, F, 3, H, W)
-    latents = torch.cat([
-        retrieve_latents(pipe.vae.encode(video[i : i + 1].transpose(1, 2)), gens[i])  # (1, C, F', h, w)
-        for i in range(size)
-    ]) * pipe.vae.config.scaling_factor
+    if "latent_dist" in batch:
+        parameters = batch["latent_dist"].to(device, dtype)  # (B, 2C, F', h, w): posterior mean and logvar
+        latents = torch.cat([DiagonalGaussianDistribution(parameters[i : i + 1]).sample(gens[i])
+                             for i in range(size)])  # (B, C, F', h, w)
+    else:
+        video = batch["video"].to(device, dtype)  # (B, F, 3, H, W)
+        latents = torch.cat([
+            retrieve_latents(pipe.vae.encode(video[i : i + 1].transpose(1, 2)), gens[i])  # (1, C, F', h, w)
+            for i in range(size)
+        ])
+    latents = latents * pipe.vae.config.scaling_factor
     latents = latents.transpose(1, 2).contiguous()  # (B, F', C, h, w)
 
     # 2. Frame-0 condition with image noise, through the pipeline's own prepare_latents (also draws the noise)
@@ -80,10 +92,12 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
     image_latents = image_latents * keep[:, None, None, None, None]
 
     # 3. Text
-    captions = ["" if drop else caption for caption, drop in zip(batch["caption"], drop_text)]
-    text_states = pipe._get_t5_prompt_embeds(
-        prompt=captions, max_sequence_length=pipe.transformer.config.max_text_seq_length, device=device, dtype=dtype
-    )  # (B, L, D)
+    if "text_states" in batch:
+        text_states = torch.stack([empty_text_states if drop else states for states, drop in
+                                   zip(batch["text_states"], drop_text)]).to(device, dtype)  # (B, L, D)
+    else:
+        captions = ["" if drop else caption for caption, drop in zip(batch["caption"], drop_text)]
+        text_states = encode_text(pipe, captions, device, dtype)  # (B, L, D)
 
     # 4. Noisy latents
     timesteps = timesteps.to(device)
@@ -101,6 +115,19 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
         clip_hidden_states = list(components.image_encoder(pixels).hidden_states)
         vertices = batch["vertices"].to(device)
     return StepInputs(model_input, latents, noisy, timesteps, text_states, clip_hidden_states, vertices, rotary, ofs)
+
+
+def encode_text(pipe, captions: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """T5 states of ``captions`` as the pipeline encodes prompts: (B, L, D)."""
+    return pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=pipe.transformer.config.max_text_seq_length,
+                                      device=device, dtype=dtype)
+
+
+def frozen_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of the frozen models (VAE, T5, EVA-CLIP): fp32 on CPU, the mixed-precision dtype on GPUs."""
+    if device.type == "cpu":
+        return torch.float32  # autocast handles the trainable part
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
 
 
 def compute_loss(module, components: TrainComponents, inputs: StepInputs) -> torch.Tensor:

@@ -21,6 +21,8 @@ Examples:
 
   fantasyid train examples/train/tiny.yaml --export-only --resume latest   # export the newest checkpoint
 
+  fantasyid train examples/train/tiny.yaml --precompute --set data.windows=3   # cache latents + T5, then train
+
   accelerate launch --config_file examples/train/accelerate/ddp-8gpu.yaml -m fantasyid_cli train \\
       examples/train/fantasyid-5b.yaml --resume latest
 
@@ -42,6 +44,11 @@ def train_command(
     export_only: Annotated[
         bool, typer.Option(help="Only export the checkpoint given by --resume as a generate folder.")
     ] = False,
+    precompute: Annotated[
+        bool, typer.Option(help="Encode VAE latents and T5 states into data.cache (default OUTPUT/cache; resumes, "
+                           "rebuilds on changed settings), then train from it.")
+    ] = False,
+    precompute_only: Annotated[bool, typer.Option(help="Build the cache as --precompute does, then stop.")] = False,
 ) -> None:
     """Train FantasyID on a `fantasyid prep` manifest: resumable, checkpointed, exported for generate."""
     from fantasyid.training.config import load_config
@@ -63,6 +70,24 @@ def train_command(
         console.print(f"exported → [bold]{path}[/]")
         return
 
+    if precompute or precompute_only:
+        from fantasyid.training.cache import cache_folder
+        from fantasyid.training.cache import precompute as build_cache
+
+        cfg.data.cache = str(cache_folder(cfg))
+        report = build_cache(cfg.validate(), console=console)
+        if report.rebuilt:
+            console.print(f"[yellow]rebuilt[/]: the cache had another {report.rebuilt}")
+        console.print(
+            f"cache [bold]{report.folder}[/]: {report.clips} clips ({report.stored} encoded, {report.reused} reused, "
+            f"{report.failed} unreadable); per clip {_mb(report.latent_bytes_per_clip)} latents + "
+            f"{_mb(report.text_bytes_per_clip)} T5 states; {_mb(report.total_bytes)} in all"
+        )
+        if precompute_only:
+            again = " ".join(arg for arg in sys.argv[2:] if arg != "--precompute-only") or str(config)
+            console.print(f"train from it: fantasyid train {again} --set data.cache={report.folder}")
+            return
+
     from fantasyid.training.loop import train
 
     result = train(cfg, resume=resume, command=command, console=console)
@@ -79,6 +104,14 @@ def train_command(
     if result.status == "interrupted":
         console.print(f"resume with: fantasyid train {config} --resume latest")
         raise typer.Exit(130)
+
+
+def _mb(size: float) -> str:
+    """Bytes as KiB, MiB or GiB (three significant figures)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size / 2**10:.3g} KiB"
 
 
 train_command.__doc__ = (train_command.__doc__ or "") + "\n" + EXAMPLES
