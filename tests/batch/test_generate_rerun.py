@@ -15,7 +15,7 @@ import pytest
 from fantasyid.batch import BatchFolder, try_claim
 from fantasyid.batch.claims import Claim
 from fantasyid.errors import InputError
-from fantasyid.generate import (
+from fantasyid.generation import (
     GenerateSettings,
     GenerationItem,
     batch_status,
