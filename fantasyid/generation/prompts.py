@@ -23,6 +23,9 @@ class GenerationItem:
     seed: int | None = None
     name: str | None = None
     row: int | None = None  #: line of the prompt file it came from (for messages)
+    #: position among the prompt file's rows, 0-based, bad rows counted: the number in its automatic file name, so
+    #: that names never depend on which rows happened to parse
+    number: int | None = None
 
     def where(self, index: int) -> str:
         return f"line {self.row}" if self.row is not None else f"item {index}"
@@ -95,7 +98,8 @@ def read_prompt_file(path: str | Path) -> tuple[list[GenerationItem], list[str]]
     """Read a batch: CSV with a header (``ref,prompt[,seed][,name]``) or JSONL (one object per line).
 
     Relative ``ref`` paths are relative to the prompt file. Returns the good items and a message per bad row (bad
-    rows do not stop the others); a malformed file (an unclosed CSV quote) is an error naming the line.
+    rows do not stop the others); a malformed file (an unclosed CSV quote) is an error naming the line. Each item
+    records its line and its position among the file's rows (bad rows counted), which its file name uses.
     """
     path = Path(path)
     if not path.is_file():
@@ -105,9 +109,8 @@ def read_prompt_file(path: str | Path) -> tuple[list[GenerationItem], list[str]]
     bad: list[str] = []
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        rows = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        for position, (number, line) in enumerate(rows):
             where = f"{path.name}:{number}"
             try:
                 row = json.loads(line)
@@ -120,10 +123,10 @@ def read_prompt_file(path: str | Path) -> tuple[list[GenerationItem], list[str]]
             except InputError as exc:
                 bad.append(exc.message)
                 continue
-            item.row = number
+            item.row, item.number = number, position
             items.append(item)
     else:
-        for number, row, fieldnames in _csv_rows(path, text):
+        for position, (number, row, fieldnames) in enumerate(_csv_rows(path, text)):
             where = f"{path.name}:{number}"
             if row.get(None):  # more fields than the header names
                 bad.append(f"{where}: {len(fieldnames) + len(row[None])} fields, the header has {len(fieldnames)} "
@@ -134,7 +137,7 @@ def read_prompt_file(path: str | Path) -> tuple[list[GenerationItem], list[str]]
             except InputError as exc:
                 bad.append(exc.message)
                 continue
-            item.row = number
+            item.row, item.number = number, position
             items.append(item)
     if not items and not bad:
         raise InputError(f"prompt file '{path}' has no rows")

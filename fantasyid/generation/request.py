@@ -31,10 +31,13 @@ def _safe(text: str, limit: int = 60) -> str:
 
 def output_stem(item: GenerationItem, seed: int, index: int) -> str:
     """A file stem that is safe on every file system and never a path: from ``name`` if given, else from the
-    reference's stem, the item's index and the seed. Prompts never become file names."""
+    reference's stem, the item's number and the seed. The number is the row's own position in its prompt file
+    (:attr:`GenerationItem.number`, bad rows counted), so fixing a bad row renames nothing; ``index`` (the position
+    in ``items``) only for items made in code. Prompts never become file names."""
     if item.name:
         return _safe(item.name)
-    return f"{index:04d}_{_safe(item.ref.stem, 40)}_s{seed}"
+    number = item.number if item.number is not None else index
+    return f"{number:04d}_{_safe(item.ref.stem, 40)}_s{seed}"
 
 
 def item_seed(item: GenerationItem, settings: GenerateSettings) -> int:

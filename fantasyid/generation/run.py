@@ -57,10 +57,12 @@ def run_generation(
     from ..face.shape import check_shape_mode, load_shape_file
     from ..io import check_output_dir
     from ..pipelines.acceleration import describe_skips
-    from ..pipelines.loading import fit_size, load_pipeline
+    from ..pipelines.loading import check_model_folder, fit_size, load_pipeline
 
     console = console or Console(stderr=True)
     check_output_dir(out_dir)
+    if loaded is None:
+        check_model_folder(model)  # a folder that is not a model: one line, before any progress bar
     shard = shard or Shard()
     vertices = load_shape_file(shape) if shape is not None else None
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0

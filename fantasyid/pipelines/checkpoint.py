@@ -35,7 +35,8 @@ from .. import __version__
 from ..errors import CheckpointError, ConfigError, InputError
 from ..io import atomic_path, write_json
 
-__all__ = ["FORMAT_VERSION", "save_fantasyid_checkpoint", "is_fantasyid_checkpoint", "read_model_index",
+__all__ = ["FORMAT_VERSION", "save_fantasyid_checkpoint", "is_fantasyid_checkpoint", "require_model_folder",
+           "read_model_index",
            "read_image_encoder", "read_mesh", "read_saved_shape_estimator"]
 
 FORMAT_VERSION = 1
@@ -157,6 +158,32 @@ def is_fantasyid_checkpoint(folder: str | os.PathLike[str]) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(index, dict) and isinstance(index.get("fantasyid"), dict)
+
+
+#: What a model folder holds, for the error about a folder that is not one.
+MODEL_FOLDER_HINT = (
+    "a model folder holds model_index.json with transformer/, identity_encoder/, vae/, text_encoder/, tokenizer/, "
+    "scheduler/ (fantasyid's format, as `fantasyid train` exports it) or the authors' release (transformer/, vae/, "
+    "text_encoder/, tokenizer/, scheduler/, face_encoder/); or use --model tiny"
+)
+
+
+def require_model_folder(folder: str | os.PathLike[str]) -> str:
+    """``"fantasyid"`` for a folder in our format, ``"released"`` for one in the authors' layout (it has
+    ``transformer/``); anything else (an empty folder, an empty model index, a sub-folder of a model) is a one-line
+    :class:`CheckpointError` saying the folder is not a model, before any weight is looked for."""
+    folder = Path(folder).expanduser()
+    if is_fantasyid_checkpoint(folder):
+        return "fantasyid"
+    if (folder / "transformer").is_dir() or (folder / "transformer_ema").is_dir():
+        return "released"
+    if not any(folder.iterdir()):
+        why = "it is empty"
+    elif (folder / INDEX_FILE).is_file():
+        why = f"its {INDEX_FILE} has no 'fantasyid' block and it has no transformer/ folder"
+    else:
+        why = f"it has neither {INDEX_FILE} nor a transformer/ folder"
+    raise CheckpointError(f"'{folder}' is not a model folder: {why}", hint=MODEL_FOLDER_HINT)
 
 
 def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -20,14 +20,14 @@ from ..errors import ConfigError, InputError
 from ..face.shape import ShapeEstimator, load_shape_file, synthetic_flame_model  # noqa: F401  (public here too)
 from ..hub import checkpoint_spec, resolve
 from .checks import check_size, fixed_size, pick_device, pick_dtype
-from .checkpoint import is_fantasyid_checkpoint
+from .checkpoint import is_fantasyid_checkpoint, require_model_folder
 from .components import LoadedPipeline, release_precision
 from .load_released import EVA_FILE, ReleasedSizes, load_released, load_released_transformer
 from .load_saved import load_fantasyid_checkpoint
 from .load_tiny import load_tiny
 
-__all__ = ["EVA_FILE", "LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "fit_size", "load_pipeline",
-           "load_released_transformer", "load_shape_file", "release_precision", "synthetic_flame_model"]
+__all__ = ["EVA_FILE", "LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "check_model_folder", "fit_size",
+           "load_pipeline", "load_released_transformer", "load_shape_file", "release_precision", "synthetic_flame_model"]
 
 
 # --------------------------------------------------------------------------------------------------------- entry
@@ -76,13 +76,15 @@ def load_pipeline(
                 face_pack=face_pack, flame=flame, deca=deca, shape_needed=shape_needed,
             )
         else:
+            spec, explicit = checkpoint_spec(model)
+            check_model_folder(model)
             if variant not in (None, "released"):
                 raise ConfigError(
                     f"'{model}' is the authors' released checkpoint: the {variant} variant needs a checkpoint in "
                     "fantasyid's own format", hint="drop --variant, or point --model at a paper checkpoint folder"
                 )
-            spec, explicit = checkpoint_spec(model)
             checkpoint = resolve(spec, explicit, download=download).require()
+            require_model_folder(checkpoint)
             check_size(height, width, fixed_size(checkpoint), model)
             loaded = load_released(
                 checkpoint, torch_device, torch_dtype, mesh, flame, deca, face_pack or "antelopev2", shape_needed,
@@ -96,6 +98,14 @@ def load_pipeline(
         loaded.pipe.vae.enable_tiling()
     loaded.info["device"] = str(torch_device)
     return loaded
+
+
+def check_model_folder(model: str) -> None:
+    """A ``--model`` that is a local folder must be a model (our format or the release's layout): an empty folder,
+    or one whose ``model_index.json`` is ``{}``, says so in one line instead of naming the first weight it lacks.
+    Reads no weights: callers run it before anything slow."""
+    if model not in ("tiny", "released") and Path(model).expanduser().is_dir():
+        require_model_folder(model)
 
 
 def fit_size(loaded: LoadedPipeline, height: int | None, width: int | None) -> None:
