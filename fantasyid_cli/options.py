@@ -8,8 +8,13 @@ from typing import Annotated
 import typer
 
 Seed = Annotated[int, typer.Option(help="Seed (of items that give none, in a batch).")]
-Steps = Annotated[int | None, typer.Option(help="Denoising steps.", show_default="50; tiny: 4")]
-Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale (text only).")]
+Steps = Annotated[
+    int | None, typer.Option(help="Denoising steps.", show_default="50; tiny: 4; a saved model: its own")
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(help="Classifier-free guidance scale (text only).", show_default="6; a saved model: its own"),
+]
 Frames = Annotated[int | None, typer.Option(help="Frames, 1 + a multiple of 8.", show_default="49; tiny: 9")]
 Height = Annotated[
     int | None, typer.Option(help="Height in pixels, a multiple of 16 (the release: 480 only).", show_default="480; tiny: 64")
@@ -17,7 +22,9 @@ Height = Annotated[
 Width = Annotated[
     int | None, typer.Option(help="Width in pixels, a multiple of 16 (the release: 720 only).", show_default="720; tiny: 64")
 ]
-Fps = Annotated[int, typer.Option(help="Frames per second of the mp4.")]
+Fps = Annotated[
+    int | None, typer.Option(help="Frames per second of the mp4.", show_default="8; a saved model: its own")
+]
 Dtype = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPU, fp32 on CPU).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 FacePack = Annotated[str, typer.Option(help="insightface pack for the released model.")]

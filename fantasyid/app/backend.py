@@ -56,7 +56,7 @@ class AppConfig:
     frames: int | None = None  #: default: the model's (tiny 9, released 49)
     height: int | None = None
     width: int | None = None
-    fps: int = 8
+    fps: int | None = None  #: None: the model's own
     flame: Path | None = None
     deca: Path | None = None
 

@@ -12,6 +12,13 @@ from ..errors import ConfigError
 
 CONFIG_NAMES = ("released", "paper", "tiny")
 
+#: What a model brings to ``fantasyid generate`` when an option is not given: the release's sampling settings, and
+#: the tiny model's. A saved model records its own (``model_index.json``: ``fantasyid.generation_defaults``).
+GENERATION_DEFAULTS = {
+    "released": {"steps": 50, "guidance": 6.0, "frames": 49, "height": 480, "width": 720, "fps": 8},
+    "tiny": {"steps": 4, "guidance": 6.0, "frames": 9, "height": 64, "width": 64, "fps": 8},
+}
+
 # CogVideoX-5B image-to-video (THUDM/CogVideoX-5b-I2V transformer/config.json).
 _COGVIDEOX_5B_I2V = {
     "activation_fn": "gelu-approximate",

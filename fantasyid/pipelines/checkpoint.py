@@ -228,7 +228,7 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return index
 
 
-# ------------------------------------------------------------------------------------------------------------ read parts
+# ------------------------------------------------------------------------------------------------------ read parts
 def read_image_encoder(folder: Path, dtype: torch.dtype, device: torch.device):
     """The EVA-CLIP vision tower of ``IMAGE_ENCODER_DIR``: its config checked key by key, its weights strictly."""
     from ..face.eva_clip import EvaClipConfig, load_eva_clip_vision

@@ -27,7 +27,8 @@ from .load_saved import load_fantasyid_checkpoint
 from .load_tiny import load_tiny
 
 __all__ = ["EVA_FILE", "LoadedPipeline", "ReleasedSizes", "ShapeEstimator", "check_model_folder", "fit_size",
-           "load_pipeline", "load_released_transformer", "load_shape_file", "release_precision", "synthetic_flame_model"]
+           "load_pipeline", "load_released_transformer", "load_shape_file", "release_precision",
+           "synthetic_flame_model"]
 
 
 # --------------------------------------------------------------------------------------------------------- entry

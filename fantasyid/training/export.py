@@ -1,7 +1,8 @@
 """The end of a run: the trained model as one ``fantasyid generate --model PATH`` folder.
 
 The folder is written by :func:`fantasyid.pipelines.checkpoint.save_fantasyid_checkpoint` (the project's one
-checkpoint format); its info records the training config, the manifest hash and the step. LoRA weights are fused
+checkpoint format); its info records the training config, the manifest hash, the step and the settings it generates
+with by default (``generation_defaults``). LoRA weights are fused
 into a copy of the backbone first, so the export is a plain model.
 """
 
@@ -59,6 +60,7 @@ def export_model(components, module, folder: Path, config: TrainConfig, manifest
     export.set_face_tools(face_analyzer=analyzer, image_encoder=components.image_encoder,
                           shape_estimator=pipe.shape_estimator)
     info = {
+        "generation_defaults": generation_defaults(config),
         "trained_by": "fantasyid train",
         "training_config": config_to_dict(config),
         "manifest_sha256": manifest_sha256,
@@ -68,6 +70,19 @@ def export_model(components, module, folder: Path, config: TrainConfig, manifest
     }
     save_fantasyid_checkpoint(export, folder, info=info)
     return Path(folder)
+
+
+def generation_defaults(config: TrainConfig) -> dict[str, float | int]:
+    """What the export generates with unless told otherwise (its size is read from its own configs): the steps and
+    guidance of the run's validation videos when validation was on, else its base model's (``model.init``: the tiny
+    model's 4 steps for ``tiny``, the release's 50 otherwise, a trained export's own); the frame rate it was trained
+    at."""
+    from ..generation.settings import model_defaults
+
+    base = model_defaults(config.model.init)
+    v = config.validation
+    steps, guidance = (v.steps, v.guidance) if v.every > 0 else (base["steps"], base["guidance"])
+    return {"steps": int(steps), "guidance": float(guidance), "fps": max(1, int(round(config.data.fps)))}
 
 
 def require_exportable(config: TrainConfig) -> None:

@@ -24,7 +24,7 @@ def app_command(
     frames: Frames = None,
     height: Height = None,
     width: Width = None,
-    fps: Fps = 8,
+    fps: Fps = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
     face_root: Annotated[

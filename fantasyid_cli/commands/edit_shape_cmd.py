@@ -84,11 +84,11 @@ def edit_shape(
     ] = None,
     seed: Seed = 42,
     steps: Steps = None,
-    guidance: Guidance = 6.0,
+    guidance: Guidance = None,
     frames: Frames = None,
     height: Height = None,
     width: Width = None,
-    fps: Fps = 8,
+    fps: Fps = None,
     dtype: Dtype = "auto",
     mesh_hierarchy: Annotated[
         Path | None, typer.Option(help="The release's transform.pkl, for generating with the released model.")

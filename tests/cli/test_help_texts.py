@@ -34,9 +34,11 @@ def test_help_has_no_bool_metavar_and_no_stray_spaces(command):
 
 def test_size_and_step_defaults_are_shown():
     text = " ".join(_help(["generate"]).split())
-    for option, default in (("--steps", "50; tiny: 4"), ("--frames", "49; tiny: 9"), ("--height", "480; tiny: 64"),
-                            ("--width", "720; tiny: 64")):
+    for option, default in (("--steps", "50; tiny: 4; a saved model: its own"), ("--frames", "49; tiny: 9"),
+                            ("--height", "480; tiny: 64"), ("--width", "720; tiny: 64"),
+                            ("--fps", "8; a saved model: its own")):
         assert re.search(rf"{option} <int> [^│]*\[default: \({default}\)\]", text), option
+    assert re.search(r"--guidance <float> [^│]*\[default: \(6; a saved model: its own\)\]", text)
     assert re.search(r"--offload --no-offload Model CPU offload", text)  # a flag: no type column
 
 

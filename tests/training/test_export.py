@@ -37,6 +37,8 @@ def test_export_generates_a_video_and_records_the_run(identity_data, tmp_path, m
     assert block["manifest_sha256"] == manifest_sha256(identity_data)
     assert block["training_config"]["optim"]["lr"] == config.optim.lr and block["step"] == 2
     assert block["face_pack"] == "buffalo_sc" and block["random_weights"] is True
+    # trained from the tiny model, validation off: the tiny model's 4 steps, not the release's 50
+    assert block["generation_defaults"] == {"steps": 4, "guidance": 6.0, "fps": int(config.data.fps)}
 
     from safetensors.torch import load_file
 
@@ -49,11 +51,14 @@ def test_export_generates_a_video_and_records_the_run(identity_data, tmp_path, m
 
     PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
     run = CliRunner().invoke(app, ["generate", "--model", str(result.export), "--ref", str(tmp_path / "me.png"),
-                                   "--prompt", "a woman smiles", "--steps", "2", "--frames", "9", "--height", "64",
-                                   "--width", "64", "--out", str(tmp_path / "videos")])
+                                   "--prompt", "a woman smiles", "--out", str(tmp_path / "videos")])
     assert run.exit_code == 0, run.output
     (video,) = (tmp_path / "videos").glob("*.mp4")
     assert video.stat().st_size > 0
+    settings = json.loads(video.with_suffix(".json").read_text())["settings"]  # the model's own defaults
+    built_for = json.loads((result.export / "transformer" / "config.json").read_text())["sample_frames"]
+    assert (settings["steps"], settings["frames"], settings["height"], settings["width"], settings["fps"]) == (
+        4, built_for, config.data.height, config.data.width, 8)
 
 
 def test_lora_trains_only_adapters_and_identity_and_is_fused_in_the_export(identity_data, tmp_path, monkeypatch):
