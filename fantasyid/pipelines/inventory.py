@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..face.assets import vectron_model_dir
 from ..hub import RELEASED_WEIGHTS, Resolution, WeightSpec, checkpoint_spec, resolve
-from .checkpoint import SHAPE_DIR, read_model_index
+from .checkpoint import SHAPE_DIR, read_model_index, require_model_folder
 
 __all__ = ["CHECKPOINT_PARTS", "WeightReport", "check_model"]
 
@@ -72,8 +72,14 @@ def check_model(
 
     specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
     explicit = {"mesh": mesh, "flame": flame, "deca": deca}
-    if (Path(model).expanduser() / "model_index.json").is_file():  # fantasyid's own format
-        return _check_own_checkpoint(Path(model).expanduser(), specs, explicit)
+    folder = Path(model).expanduser()
+    if model != "released" and folder.is_dir():
+        try:
+            kind = require_model_folder(folder)
+        except CheckpointError as exc:  # an empty folder, an empty model index: not a model at all
+            return [WeightReport("fantasyid", "a model folder", False, exc.message, exc.hint)]
+        if kind == "fantasyid":
+            return _check_own_checkpoint(folder, specs, explicit)
     ckpt_spec, ckpt_path = checkpoint_spec(model)
     try:
         checkpoint = resolve(ckpt_spec, ckpt_path)

@@ -202,3 +202,7 @@ def test_models_command_reads_our_format(saved, tmp_path):
     shutil.copytree(folder / "vae", copy / "vae", copy_function=os.link)
     reports = check_model(str(copy), flame=str(tmp_path / "none.pkl"))
     assert [r.name for r in reports] == ["fantasyid", "flame", "deca"] and not reports[1].found
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (report,) = check_model(str(empty))  # not a model: said once, not as a list of missing parts
+    assert not report.found and report.where == f"'{empty}' is not a model folder: it is empty"
