@@ -28,3 +28,13 @@ def test_moved_names_still_import_from_their_old_place():
     assert loading.synthetic_flame_model is shape.synthetic_flame_model
     assert loading.load_shape_file is shape.load_shape_file
     assert mesh.MeshHierarchy is hierarchy.MeshHierarchy and mesh.spiral_indices is spirals.spiral_indices
+
+    from fantasyid import generate, generation
+    from fantasyid.models import face_abstractor, fusion, identity_encoder, vertex_branch
+
+    assert set(generate.__all__) == set(generation.__all__)
+    assert all(getattr(generate, name) is getattr(generation, name) for name in generation.__all__)
+    assert identity_encoder.CAbstractor is face_abstractor.CAbstractor
+    assert identity_encoder.SpiralDecoder is vertex_branch.SpiralDecoder
+    assert identity_encoder.depth_encoding is vertex_branch.depth_encoding
+    assert identity_encoder.FusionTransformer is fusion.FusionTransformer and identity_encoder.ResConv1D is fusion.ResConv1D
