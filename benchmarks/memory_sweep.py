@@ -83,7 +83,7 @@ def plan_row(size, name: str, tiling: bool, device, steps: int, sizes) -> tuple[
 
 
 def sweep(size, device, steps: int, plans=PLANS) -> list[dict]:
-    """One row per plan (tiled where the planner tiles it at the smallest budget: the offloading plans)."""
+    """One row per plan; the offloading plans with VAE tiling (as the small budgets that choose them need)."""
     model = "tiny" if size.name == "tiny" else "released"
     try:
         sizes = component_sizes(model, dtype=str(size.dtype).replace("torch.", ""), device_type=device.type)
@@ -92,7 +92,7 @@ def sweep(size, device, steps: int, plans=PLANS) -> list[dict]:
         sizes = None
     rows, reference = [], None
     for name in plans:
-        row, frames = plan_row(size, name, name in ("model-offload", "group-block", "group-leaf"), device, steps,
+        row, frames = plan_row(size, name, PLANS.index(name) >= PLANS.index("offload"), device, steps,
                                sizes)
         if frames is not None:
             if reference is None and name == "full":

@@ -8,9 +8,10 @@ A **plan** is a named list of mechanisms, fastest first:
                    ``cpu_offload_with_hook`` on the text encoder, offloaded when the transformer first runs)
 ``fp8``            ``t5-off`` + the transformer stored in fp8 (``enable_layerwise_casting``: float8_e4m3fn storage,
                    bf16 compute; norms, embeddings and the identity modules skipped, diffusers' advice)
-``model-offload``  ``fp8`` storage + diffusers' ``enable_model_cpu_offload`` (one model on the GPU at a time)
+``offload``        diffusers' ``enable_model_cpu_offload`` (one model on the GPU at a time), bf16: ``--offload``
+``fp8-offload``    ``offload`` + the transformer's fp8 storage
 ``group-block``    ``enable_group_offload`` block level (one block per group, CUDA stream prefetch) on the
-                   transformer, T5 and VAE; the small face models model-offloaded
+                   transformer, T5 and VAE; the identity encoder and face models (small) stay on the GPU
 ``group-leaf``     ``enable_group_offload`` leaf level (each layer its own group, stream prefetch)
 =================  ================================================================================================
 
@@ -49,11 +50,11 @@ from typing import Any
 from ..errors import InputError
 
 __all__ = ["PLANS", "PRESETS", "ComponentSizes", "Plan", "PlanPrediction", "apply_plan", "choose_plan",
-           "component_sizes", "count_bytes", "describe_prediction", "predict", "predict_all"]
+           "component_sizes", "count_bytes", "describe_prediction", "plan_for", "predict", "predict_all"]
 
 GIB = 1024**3
 #: plans, fastest first
-PLANS = ("full", "t5-off", "fp8", "model-offload", "group-block", "group-leaf")
+PLANS = ("full", "t5-off", "fp8", "offload", "fp8-offload", "group-block", "group-leaf")
 #: ``--memory`` values: a budget in GB of GPU memory, ``full`` or ``auto``
 PRESETS = ("auto", "full", "24", "16", "12", "8")
 HEADROOM_FRACTION, HEADROOM_GIB = 0.10, 0.75
@@ -95,8 +96,9 @@ class Plan:
 def _plan(name: str, vae_tiling: bool) -> Plan:
     if name not in PLANS:
         raise InputError(f"unknown memory plan {name!r}", hint=f"use one of: {', '.join(PLANS)}")
-    fp8 = name in ("fp8", "model-offload")
-    return Plan(name, transformer_fp8=fp8, t5_off=name in ("t5-off", "fp8"), model_offload=name == "model-offload",
+    fp8 = name in ("fp8", "fp8-offload")
+    return Plan(name, transformer_fp8=fp8, t5_off=name in ("t5-off", "fp8"),
+                model_offload=name in ("offload", "fp8-offload"),
                 group_offload={"group-block": "block_level", "group-leaf": "leaf_level"}.get(name),
                 vae_tiling=vae_tiling)
 
@@ -312,6 +314,8 @@ def predict_all(sizes: ComponentSizes, frames: int = 49, height: int = 480, widt
 def _budget(memory: str, free_bytes: int | None) -> int | None:
     if memory == "full":
         return None
+    if memory in PLANS:
+        raise AssertionError("a plan name is not a budget")  # choose_plan handles names first
     if memory == "auto":
         if free_bytes is None:
             raise InputError("--memory auto needs a GPU to read its free memory", hint="name a budget: --memory 12")
@@ -319,7 +323,8 @@ def _budget(memory: str, free_bytes: int | None) -> int | None:
     try:
         value = float(memory)
     except ValueError:
-        raise InputError(f"--memory {memory!r} is not a budget", hint="use auto, full or GB of GPU memory (e.g. 12)") from None
+        raise InputError(f"--memory {memory!r} is not a budget or a plan",
+                         hint=f"use auto, full, GB of GPU memory (e.g. 12) or a plan: {', '.join(PLANS)}") from None
     if value <= 0:
         raise InputError(f"--memory {memory} must be positive", hint="use auto, full or GB of GPU memory (e.g. 12)")
     return int(value * 1e9)
@@ -329,8 +334,11 @@ def choose_plan(sizes: ComponentSizes, memory: str = "full", free_bytes: int | N
                 height: int = 480, width: int = 720) -> PlanPrediction:
     """The fastest plan predicted to fit ``memory`` (GB, ``full`` or ``auto`` with ``free_bytes`` of the GPU);
     a budget no plan fits is refused in one line naming the smallest budget that would."""
-    budget = _budget(str(memory).strip().lower(), free_bytes)
+    memory = str(memory).strip().lower()
     predictions = predict_all(sizes, frames, height, width)
+    if memory in PLANS and memory != "full":  # a plan by name (experts, tests): tiled only where its budget needs it
+        return predict(sizes, memory, memory in PLANS[PLANS.index("offload"):], frames, height, width)
+    budget = _budget(memory, free_bytes)
     if budget is None:
         return predictions[0]
     for prediction in predictions:
@@ -353,6 +361,36 @@ def describe_prediction(prediction: PlanPrediction, sizes: ComponentSizes) -> st
              + gb(prediction.need_bytes),
              f"host RAM: {gb(prediction.host_bytes)} (components loaded one at a time, offloaded ones kept in RAM)"]
     return "\n".join(lines)
+
+
+def plan_for(model: str, memory: str | None, offload: bool = False, device: str = "auto", dtype: str = "auto",
+             variant: str | None = None, frames: int = 49, height: int = 480, width: int = 720):
+    """``(prediction, sizes)`` for ``generate --memory`` (``None``: ``offload`` if ``--offload``, else ``auto``).
+
+    ``auto`` reads the free memory of the chosen GPU (``torch.cuda.mem_get_info``); on a CPU it is ``full`` (the
+    CPU's memory is not budgeted). Predictions are for a GPU in the chosen dtype (bf16 where none is chosen). Checkpoint folders are planned at the released or paper size (``variant``)."""
+    import torch
+
+    from .checks import pick_device, pick_dtype
+
+    if memory is None:
+        memory = "offload" if offload else "auto"
+    elif offload and str(memory).strip().lower() not in ("offload", "auto"):
+        raise InputError("--offload and --memory both choose how the model is placed",
+                         hint="drop --offload: --memory offload is the same plan")
+    torch_device = pick_device(device)
+    # predicted for the GPU the plan is for; without one (``--plan`` on a laptop), for a bf16 GPU
+    torch_dtype = pick_dtype(dtype, torch_device) if torch_device.type == "cuda" else (
+        torch.bfloat16 if dtype == "auto" else pick_dtype(dtype, torch_device))
+    name = "tiny" if model == "tiny" else ("paper" if variant == "paper" else "released")
+    sizes = component_sizes(name, dtype=str(torch_dtype).replace("torch.", ""), device_type="cuda",
+                            variant=variant if name == "tiny" else None)
+    free = None
+    if torch_device.type == "cuda":
+        free = torch.cuda.mem_get_info(torch_device)[0]
+    elif str(memory).strip().lower() == "auto":
+        memory = "full"
+    return choose_plan(sizes, memory, free, frames, height, width), sizes
 
 
 # ------------------------------------------------------------------------------------------------ applying

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from fantasyid.errors import InputError
-from fantasyid.pipelines.memory import PLANS, _plan, apply_plan, choose_plan, component_sizes, count_bytes, predict
+from fantasyid.pipelines.memory import (
+    PLANS, _plan, apply_plan, choose_plan, component_sizes, count_bytes, plan_for, predict,
+)
 from fantasyid.pipelines.pipeline_fantasyid import FantasyIDPipeline, IdentityInputs
 from fantasyid.pipelines.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, build_tiny_components
 
@@ -65,6 +67,16 @@ def test_released_budgets(released_sizes):
         choose_plan(released_sizes, "auto")
     with pytest.raises(InputError, match="not a budget"):
         choose_plan(released_sizes, "lots")
+    assert choose_plan(released_sizes, "group-leaf").plan.group_offload == "leaf_level"  # a plan by name
+
+
+def test_plan_for_the_cli():
+    """Without a GPU: ``auto`` is ``full`` on the CPU, ``--offload`` is the ``offload`` plan, both at once is misuse."""
+    assert plan_for("tiny", None, device="cpu")[0].plan.name == "full"
+    assert plan_for("tiny", None, offload=True, device="cpu")[0].plan.model_offload
+    assert plan_for("tiny", "8", device="cpu")[0].plan.name == "full"  # the tiny model fits anything
+    with pytest.raises(InputError, match="--offload and --memory"):
+        plan_for("tiny", "group-leaf", offload=True, device="cpu")
 
 
 def _pipe() -> FantasyIDPipeline:
