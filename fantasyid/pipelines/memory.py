@@ -88,7 +88,7 @@ class Plan:
         elif self.t5_off:
             parts.append("T5 off the GPU before denoising")
         if self.transformer_fp8:
-            parts.append("transformer fp8 storage / bf16 compute")
+            parts.append("transformer stored in fp8, computed in the model's dtype")
         parts.append("VAE tiling" if self.vae_tiling else "VAE untiled")
         return ", ".join(parts) if parts else "everything on the GPU"
 
@@ -352,7 +352,7 @@ def choose_plan(sizes: ComponentSizes, memory: str = "full", free_bytes: int | N
 
 def describe_prediction(prediction: PlanPrediction, sizes: ComponentSizes) -> str:
     """Lines for people: the plan, its mechanisms, the weights, predicted peak per phase and host RAM."""
-    gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
+    gb = lambda n: f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"  # noqa: E731
     lines = [f"memory plan: {prediction.plan.name} — {prediction.plan.mechanisms()}",
              "weights: " + ", ".join(f"{k} {gb(v)}" for k, v in sizes.weights.items())
              + (f" (transformer fp8: {gb(sizes.transformer_fp8)})" if prediction.plan.transformer_fp8 else ""),
