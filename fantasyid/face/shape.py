@@ -36,6 +36,23 @@ class ShapeEstimator:
         self.mode = mode
         self.licensed = licensed
 
+    @classmethod
+    def from_files(cls, deca_path: str | os.PathLike[str], flame_path: str | os.PathLike[str], mode: str = "released",
+                   *, device="cpu") -> ShapeEstimator:
+        """From the user's licensed ``deca_model.tar`` and FLAME ``generic_model.pkl`` (never saved with a model)."""
+        from fantasyid.face.deca import DecaFlame
+
+        return cls(DecaFlame.from_files(deca_path, flame_path, device=device), mode=mode)
+
+    @classmethod
+    def synthetic(cls, mode: str = "released") -> ShapeEstimator:
+        """The tiny model's, made by code: a randomly initialised DECA encoder (drawn from torch's global generator)
+        and :func:`synthetic_flame_model` (saved with a checkpoint, since nothing about it is licensed)."""
+        from fantasyid.face.deca import DecaEncoder, DecaFlame
+        from fantasyid.face.flame import FlameLayer
+
+        return cls(DecaFlame(DecaEncoder(), FlameLayer(synthetic_flame_model())).eval(), mode=mode, licensed=False)
+
     def __call__(self, rgb: np.ndarray, face):
         return self.deca_flame.vertices(rgb, mode=self.mode, bbox=np.asarray(face.bbox))
 

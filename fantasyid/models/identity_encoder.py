@@ -32,25 +32,27 @@ Two variants share these classes (``variant`` in the config):
 The mesh hierarchy (spiral neighbourhoods, down-sampling selections, barycentric up-sampling weights) is data, not
 weights: :meth:`FantasyIDIdentityEncoder.load_mesh` fills persistent buffers from a
 :class:`~fantasyid.models.mesh.MeshHierarchy`, after which ``save_pretrained``/``from_pretrained`` carry it along.
+
+The stages live in their own modules (:mod:`.face_abstractor`, :mod:`.vertex_branch`, :mod:`.fusion`); this one
+assembles them, holds the config and the mesh buffers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from timm.layers import LayerNorm2d, Mlp
-from timm.models.regnet import RegStage
+from timm.layers import Mlp
 from torch import nn
 
 from ..errors import ConfigError
+from .face_abstractor import CAbstractor, FaceAbstractor
+from .fusion import FusionTransformer, ResConv1D
+from .vertex_branch import UP_SAMPLING_NNZ, SpiralConv, SpiralDecoder, SpiralEncoder, depth_encoding, padded_rows
 
 if TYPE_CHECKING:
     from .mesh import MeshHierarchy
@@ -69,369 +71,7 @@ __all__ = [
 
 VARIANTS = ("released", "paper")
 
-# Each fine vertex of an up-sampling matrix is a barycentric combination of the corners of one coarse triangle.
-UP_SAMPLING_NNZ = 3
 
-
-# ----------------------------------------------------------------------------------------------------- face branch
-class MappingMLP(nn.Sequential):
-    """``Linear → LayerNorm → LeakyReLU → Linear → LayerNorm → LeakyReLU → Linear``: one EVA depth's feature mapping
-    (and the release's unused id-embedding mapping)."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(in_dim, hidden_dim)
-        self.norm_1 = nn.LayerNorm(hidden_dim)
-        self.act_1 = nn.LeakyReLU()
-        self.linear_2 = nn.Linear(hidden_dim, hidden_dim)
-        self.norm_2 = nn.LayerNorm(hidden_dim)
-        self.act_2 = nn.LeakyReLU()
-        self.linear_3 = nn.Linear(hidden_dim, out_dim)
-
-
-class CAbstractor(nn.Module):
-    """Honeybee's C-Abstractor (Cha et al., CVPR 2024): convolutional resampling that keeps spatial locality.
-
-    ``(B, grid², dim)`` patch tokens (no CLS) → + learned position embedding → ``(B, dim, grid, grid)`` → RegNet stage
-    (``dim → hidden_dim``) → adaptive average pool to ``pool × pool`` → RegNet stage (``hidden_dim → hidden_dim``) →
-    ``(B, pool², hidden_dim)`` → readout MLP (``Linear, SiLU, Linear …``) → ``(B, pool², dim)``.
-
-    The stages are timm's ``RegStage`` of RegNet bottlenecks: 1×1 conv, depthwise 3×3 conv (group size 1),
-    squeeze-excitation of width ``0.25 × block input channels``, 1×1 conv, 1×1 conv shortcut where the width changes;
-    LayerNorm2d and SiLU.
-    """
-
-    def __init__(self, dim: int, hidden_dim: int, grid_size: int, pool_size: int, stage_depth: int, readout_depth: int):
-        super().__init__()
-        self.grid_size = grid_size
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid_size * grid_size, dim))
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        stage = {
-            "stride": 1,
-            "dilation": 1,
-            "bottle_ratio": 1.0,  # bottleneck width = output width
-            "group_size": 1,  # depthwise 3×3
-            "se_ratio": 0.25,  # of the block's input channels
-            "act_layer": nn.SiLU,
-            "norm_layer": LayerNorm2d,
-        }
-        self.stage1 = RegStage(stage_depth, dim, hidden_dim, **stage)
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        self.stage2 = RegStage(stage_depth, hidden_dim, hidden_dim, **stage)
-        readout: list[nn.Module] = [nn.Linear(hidden_dim, dim)]
-        for _ in range(readout_depth - 1):
-            readout += [nn.SiLU(), nn.Linear(dim, dim)]
-        self.readout = nn.Sequential(*readout)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        batch, _, dim = tokens.shape
-        x = tokens + self.pos_embed
-        x = x.transpose(1, 2).reshape(batch, dim, self.grid_size, self.grid_size)  # (B, dim, grid, grid)
-        x = self.stage2(self.pool(self.stage1(x)))  # (B, hidden, pool, pool)
-        x = x.flatten(2).transpose(1, 2)  # (B, pool², hidden)
-        return self.readout(x)
-
-
-class FeedForward(nn.Module):
-    """``LayerNorm → Linear → GELU → Linear`` without biases (the residual, if any, is the caller's)."""
-
-    def __init__(self, dim: int, mult: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, dim * mult, bias=False)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(dim * mult, dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(x))))
-
-
-class AbstractorLayer(nn.Module):
-    """A C-Abstractor followed by a feed-forward network."""
-
-    def __init__(self, abstractor: CAbstractor, ffn: FeedForward, ffn_residual: bool):
-        super().__init__()
-        self.abstractor = abstractor
-        self.ffn = ffn
-        self.ffn_residual = ffn_residual
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.abstractor(tokens)
-        return x + self.ffn(x) if self.ffn_residual else self.ffn(x)
-
-
-class FaceAbstractor(nn.Module):
-    """EVA-CLIP hidden states → face tokens ``(B, pool², output_dim)``.
-
-    ``released``: ``num_layers`` C-Abstractor+FFN layers, ``num_layers / num_features`` per EVA depth, of which only
-    the last layer (applied to the last depth, after the position embeddings the other layers of its group leaked
-    into its input) reaches the output; FFN without residual. The never-used ``latent_queries`` and
-    ``id_embedding_mapping`` are kept so that the released checkpoint loads completely.
-
-    ``paper``: one layer per EVA depth, FFN with residual, the per-depth tokens averaged.
-
-    Both end with a product with ``proj_out`` ``(dim, output_dim)``.
-    """
-
-    def __init__(
-        self,
-        variant: str,
-        feature_dim: int,
-        num_features: int,
-        grid_size: int,
-        dim: int,
-        hidden_dim: int,
-        pool_size: int,
-        stage_depth: int,
-        readout_depth: int,
-        ffn_mult: int,
-        num_layers: int,
-        output_dim: int,
-        num_latent_queries: int,
-        id_embedding_dim: int,
-        num_id_embedding_tokens: int,
-    ):
-        super().__init__()
-        self.variant = variant
-        self.num_features = num_features
-        self.layers_per_feature = num_layers // num_features
-        self.feature_mappings = nn.ModuleList(MappingMLP(feature_dim, feature_dim, dim) for _ in range(num_features))
-        self.layers = nn.ModuleList(
-            AbstractorLayer(
-                CAbstractor(dim, hidden_dim, grid_size, pool_size, stage_depth, readout_depth),
-                FeedForward(dim, ffn_mult),
-                ffn_residual=variant == "paper",
-            )
-            for _ in range(num_layers)
-        )
-        self.proj_out = nn.Parameter(torch.randn(dim, output_dim) * dim**-0.5)
-        if variant == "released":
-            self.latent_queries = nn.Parameter(torch.randn(1, num_latent_queries, dim) * dim**-0.5)
-            self.id_embedding_mapping = MappingMLP(id_embedding_dim, feature_dim, dim * num_id_embedding_tokens)
-
-    def forward(self, hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
-        if self.variant == "released":
-            # Only the last EVA depth and the last layer are alive; the C-Abstractors of its group added their
-            # position embeddings in place to the shared context, so the last layer sees their sum (added in order)
-            # before its own.
-            context = self.feature_mappings[-1](hidden_states[-1][:, 1:])  # (B, grid², dim), CLS dropped
-            group = self.layers[len(self.layers) - self.layers_per_feature :]
-            for layer in group[:-1]:
-                context = context + layer.abstractor.pos_embed
-            tokens = group[-1](context)  # (B, pool², dim)
-        else:
-            per_depth = [
-                layer(mapping(hidden[:, 1:]))
-                for mapping, layer, hidden in zip(self.feature_mappings, self.layers, hidden_states)
-            ]
-            tokens = torch.stack(per_depth).mean(0)  # (B, pool², dim)
-        return tokens @ self.proj_out  # (B, pool², output_dim)
-
-
-# --------------------------------------------------------------------------------------------------- vertex branch
-def depth_encoding(depth: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal code ``(..., dim)`` of ``depth`` ``(...)`` (DETR-style, one axis): channel ``2k`` is
-    ``sin(2π·depth / T^(2k/dim))`` and channel ``2k+1`` the cosine of the same angle."""
-    exponent = 2 * (torch.arange(dim, device=depth.device) // 2) / dim
-    frequencies = temperature**exponent  # (dim,), pairs of equal values
-    angles = (depth * 2 * math.pi).unsqueeze(-1) / frequencies.to(depth.dtype)  # (..., dim)
-    return torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=-1).flatten(-2)
-
-
-def spiral_gather(x: torch.Tensor, spirals: torch.Tensor) -> torch.Tensor:
-    """``(B, V, C)`` features → ``(B, V, S·C)``: each vertex's spiral neighbourhood, neighbour-major."""
-    num_vertices, length = spirals.shape
-    gathered = x.index_select(1, spirals.reshape(-1))  # (B, V·S, C)
-    return gathered.reshape(x.shape[0], num_vertices, length * x.shape[2])
-
-
-def up_sample(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``(B, V_coarse, C)`` → ``(B, V_fine, C)``: each fine vertex as a weighted sum of ``index.shape[1]`` coarse
-    vertices (barycentric up-sampling of COMA/SpiralNet++)."""
-    gathered = x[:, index]  # (B, V_fine, k, C)
-    return (gathered * weight.to(x.dtype).unsqueeze(-1)).sum(dim=2)
-
-
-class SpiralConv(nn.Module):
-    """SpiralNet++ convolution (Gong et al., ICCVW 2019): a linear layer over the features of each vertex's spiral
-    neighbourhood of length ``spiral_length``."""
-
-    def __init__(self, in_channels: int, out_channels: int, spiral_length: int):
-        super().__init__()
-        self.linear = nn.Linear(in_channels * spiral_length, out_channels)
-        nn.init.xavier_uniform_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor, spirals: torch.Tensor) -> torch.Tensor:
-        return self.linear(spiral_gather(x, spirals))
-
-
-class SpiralUpBlock(nn.Module):
-    """Up-sample to the next finer level, spiral convolution, ELU."""
-
-    def __init__(self, channels: int, spiral_length: int):
-        super().__init__()
-        self.conv = SpiralConv(channels, channels, spiral_length)
-
-    def forward(self, x: torch.Tensor, spirals: torch.Tensor, up_index: torch.Tensor, up_weight: torch.Tensor):
-        return F.elu(self.conv(up_sample(x, up_index, up_weight), spirals))
-
-
-class SpiralDecoder(nn.Module):
-    """The release's SpiralNet++ decoder: coarsest-level features → finest level, then a linear head.
-
-    ``layers[0 … L-1]`` are up-sampling blocks (coarse to fine), ``layers[L]`` a final spiral convolution on the
-    finest level; ``head`` a linear layer.
-    """
-
-    def __init__(self, channels: int, num_levels: int, spiral_length: int):
-        super().__init__()
-        blocks: list[nn.Module] = [SpiralUpBlock(channels, spiral_length) for _ in range(num_levels)]
-        blocks.append(SpiralConv(channels, channels, spiral_length))
-        self.layers = nn.ModuleList(blocks)
-        self.head = nn.Linear(channels, channels)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        spirals: Sequence[torch.Tensor],
-        up_index: Sequence[torch.Tensor],
-        up_weight: Sequence[torch.Tensor],
-    ) -> torch.Tensor:
-        """``x`` ``(B, V_L, C)`` → ``(B, V_0, C)``; the mesh lists are indexed by level (0 = finest)."""
-        *up_blocks, out_conv = self.layers
-        for block, level in zip(up_blocks, reversed(range(len(up_blocks)))):
-            x = block(x, spirals[level], up_index[level], up_weight[level])  # (B, V_level, C)
-        return self.head(out_conv(x, spirals[0]))
-
-
-class SpiralEncoder(nn.Module):
-    """SpiralNet++ encoder (the paper): per level a spiral convolution and ELU, then down-pooling to the next level.
-
-    ``(B, V_0, in_channels)`` → ``(B, V_L, channels[-1])``.
-    """
-
-    def __init__(self, in_channels: int, channels: Sequence[int], spiral_length: int):
-        super().__init__()
-        widths = [in_channels, *channels]
-        self.convs = nn.ModuleList(SpiralConv(a, b, spiral_length) for a, b in pairwise(widths))
-
-    def forward(
-        self, x: torch.Tensor, spirals: Sequence[torch.Tensor], down_index: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        for level, conv in enumerate(self.convs):
-            x = F.elu(conv(x, spirals[level]))[:, down_index[level]]  # (B, V_{level+1}, C)
-        return x
-
-
-class FusionAttention(nn.Module):
-    """Multi-head self-attention with a fused bias-free ``to_qkv`` (q, k, v, each heads-major) and a biased
-    ``to_out``."""
-
-    def __init__(self, dim: int, num_heads: int, head_dim: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.to_qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=False)
-        self.to_out = nn.Linear(num_heads * head_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, _ = x.shape
-        qkv = self.to_qkv(x).view(batch, tokens, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
-        out = F.scaled_dot_product_attention(query, key, value)  # scale head_dim**-0.5
-        return self.to_out(out.transpose(1, 2).reshape(batch, tokens, -1))
-
-
-class FusionBlock(nn.Module):
-    """Pre-norm transformer layer: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))`` (GELU MLP)."""
-
-    def __init__(self, dim: int, num_heads: int, head_dim: int, mlp_dim: int):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = FusionAttention(dim, num_heads, head_dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, hidden_features=mlp_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class FusionTransformer(nn.Module):
-    """The fusion transformer (Sec. 3.4): ``num_layers`` pre-norm layers over ``[vertex tokens; face tokens]``."""
-
-    def __init__(self, dim: int, num_layers: int, num_heads: int, head_dim: int, mlp_dim: int):
-        super().__init__()
-        self.blocks = nn.ModuleList(FusionBlock(dim, num_heads, head_dim, mlp_dim) for _ in range(num_layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-
-# --------------------------------------------------------------------------------------------------------- ResConv1D
-class Conv1dNormMish(nn.Module):
-    """``Conv1d → GroupNorm → Mish``."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, num_groups: int):
-        super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2)
-        self.norm = nn.GroupNorm(num_groups, out_channels)
-        self.act = nn.Mish()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
-
-
-class ResidualBlock1D(nn.Module):
-    """``conv_in`` (``kernel_size``, ``stride``) → ``conv_out`` (3, stride 1), plus a convolutional ``shortcut`` with
-    the same kernel and stride as ``conv_in``. ``(B, C_in, L)`` → ``(B, C_out, ⌊(L - 1) / stride⌋ + 1)``."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, num_groups: int):
-        super().__init__()
-        self.conv_in = Conv1dNormMish(in_channels, out_channels, kernel_size, stride, num_groups)
-        self.conv_out = Conv1dNormMish(out_channels, out_channels, 3, 1, num_groups)
-        self.shortcut = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(self.conv_in(x)) + self.shortcut(x)
-
-
-class ResConv1D(nn.Module):
-    """ResConv1D (Sec. 3.4): residual 1-D convolution blocks over the token axis, ``(B, N, C_in)`` →
-    ``(B, N', channels[-1])`` (``N' = N`` when every stride is 1)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        channels: Sequence[int],
-        kernel_sizes: Sequence[int],
-        strides: Sequence[int],
-        num_groups: int,
-    ):
-        super().__init__()
-        widths = [in_channels, *channels]
-        self.blocks = nn.ModuleList(
-            ResidualBlock1D(a, b, k, s, num_groups)
-            for a, b, k, s in zip(widths[:-1], widths[1:], kernel_sizes, strides)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)  # (B, C, N)
-        for block in self.blocks:
-            x = block(x)
-        return x.transpose(1, 2)  # (B, N', C)
-
-    @staticmethod
-    def output_length(length: int, strides: Sequence[int]) -> int:
-        for stride in strides:
-            length = (length - 1) // stride + 1
-        return length
-
-
-# ------------------------------------------------------------------------------------------------------ the encoder
 class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
     """Reference face → identity tokens ``(B, N_id, identity_dim)``; see the module docstring for the two variants.
 
@@ -662,7 +302,7 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
             down = hierarchy.coarse_indices(level)  # (V_{level+1},)
             getattr(self, f"mesh_down_index_{level}").copy_(torch.as_tensor(down, device=device))
             if c.variant == "released":
-                index, weight = _padded_rows(hierarchy.up[level], UP_SAMPLING_NNZ, f"up[{level}]")
+                index, weight = padded_rows(hierarchy.up[level], UP_SAMPLING_NNZ, f"up[{level}]")
                 getattr(self, f"mesh_up_index_{level}").copy_(torch.as_tensor(index, device=device))
                 getattr(self, f"mesh_up_weight_{level}").copy_(torch.as_tensor(weight, device=device))
         self.mesh_loaded.fill_(True)
@@ -783,17 +423,3 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
             if name.startswith("face_abstractor.") and name not in live and not name.startswith(tuple(live_prefixes))
         ]
 
-
-def _padded_rows(matrix, width: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A CSR matrix with at most ``width`` entries per row as dense ``(rows, width)`` column indices and weights
-    (padding: column 0, weight 0)."""
-    counts = np.diff(matrix.indptr)
-    if counts.max(initial=0) > width:
-        raise ConfigError(f"mesh matrix {name} has rows with {counts.max()} entries; at most {width} are supported")
-    rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    slots = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)  # position of each entry in its row
-    index = np.zeros((matrix.shape[0], width), dtype=np.int64)
-    weight = np.zeros((matrix.shape[0], width), dtype=np.float32)
-    index[rows, slots] = matrix.indices
-    weight[rows, slots] = matrix.data
-    return index, weight

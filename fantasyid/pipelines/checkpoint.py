@@ -13,8 +13,11 @@ Diffusers-style, every weight in safetensors, nothing pickled::
                             through fantasyid.hub when loading.
 
 The ``"fantasyid"`` block: ``format_version`` (1), ``variant``, ``shape_mode``, ``face_pack`` and whatever the caller
-adds (training config, manifest hash, …). Loading is strict: a missing or unexpected key of ``model_index.json``, a
+adds (training config, manifest hash, …). Reading is strict: a missing or unexpected key of ``model_index.json``, a
 missing folder, or a state dict that does not fit its class is a one-line :class:`CheckpointError` naming it.
+
+This module is the format (writing it, and reading the parts that are not diffusers/transformers folders); the
+loader that assembles a pipeline from it is :mod:`fantasyid.pipelines.load_saved`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from .. import __version__
 from ..errors import CheckpointError, ConfigError, InputError
 from ..io import atomic_path, write_json
 
-__all__ = ["FORMAT_VERSION", "save_fantasyid_checkpoint", "is_fantasyid_checkpoint", "read_model_index",
-           "load_fantasyid_checkpoint"]
+__all__ = ["FORMAT_VERSION", "save_fantasyid_checkpoint", "is_fantasyid_checkpoint", "require_model_folder",
+           "read_model_index",
+           "read_image_encoder", "read_mesh", "read_saved_shape_estimator"]
 
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
@@ -156,6 +160,32 @@ def is_fantasyid_checkpoint(folder: str | os.PathLike[str]) -> bool:
     return isinstance(index, dict) and isinstance(index.get("fantasyid"), dict)
 
 
+#: What a model folder holds, for the error about a folder that is not one.
+MODEL_FOLDER_HINT = (
+    "a model folder holds model_index.json with transformer/, identity_encoder/, vae/, text_encoder/, tokenizer/, "
+    "scheduler/ (fantasyid's format, as `fantasyid train` exports it) or the authors' release (transformer/, vae/, "
+    "text_encoder/, tokenizer/, scheduler/, face_encoder/); or use --model tiny"
+)
+
+
+def require_model_folder(folder: str | os.PathLike[str]) -> str:
+    """``"fantasyid"`` for a folder in our format, ``"released"`` for one in the authors' layout (it has
+    ``transformer/``); anything else (an empty folder, an empty model index, a sub-folder of a model) is a one-line
+    :class:`CheckpointError` saying the folder is not a model, before any weight is looked for."""
+    folder = Path(folder).expanduser()
+    if is_fantasyid_checkpoint(folder):
+        return "fantasyid"
+    if (folder / "transformer").is_dir() or (folder / "transformer_ema").is_dir():
+        return "released"
+    if not any(folder.iterdir()):
+        why = "it is empty"
+    elif (folder / INDEX_FILE).is_file():
+        why = f"its {INDEX_FILE} has no 'fantasyid' block and it has no transformer/ folder"
+    else:
+        why = f"it has neither {INDEX_FILE} nor a transformer/ folder"
+    raise CheckpointError(f"'{folder}' is not a model folder: {why}", hint=MODEL_FOLDER_HINT)
+
+
 def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The model index of a checkpoint in our format, checked key by key."""
     folder = Path(folder).expanduser()
@@ -198,30 +228,9 @@ def read_model_index(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return index
 
 
-# ------------------------------------------------------------------------------------------------------------ load
-def _load_model(cls, folder: Path, *, meta: bool):
-    """``cls`` from ``folder/config.json`` with exactly the keys and shapes of ``folder``'s safetensors."""
-    from accelerate import init_empty_weights
-
-    from ..models.convert import check_state_dict
-    from .loading import _read_transformer_state
-
-    config = cls.load_config(folder)
-    state = _read_transformer_state(folder, allow_bin=False)  # our format: safetensors only
-    if meta:
-        with init_empty_weights():
-            model = cls.from_config(config)
-    else:
-        model = cls.from_config(config)
-    try:
-        check_state_dict(model, state)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{folder.name}/: {exc.message}") from None
-    model.load_state_dict(state, strict=True, assign=meta)
-    return model.eval()
-
-
-def _load_image_encoder(folder: Path, dtype: torch.dtype, device: torch.device):
+# ------------------------------------------------------------------------------------------------------------ read parts
+def read_image_encoder(folder: Path, dtype: torch.dtype, device: torch.device):
+    """The EVA-CLIP vision tower of ``IMAGE_ENCODER_DIR``: its config checked key by key, its weights strictly."""
     from ..face.eva_clip import EvaClipConfig, load_eva_clip_vision
 
     raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -234,17 +243,24 @@ def _load_image_encoder(folder: Path, dtype: torch.dtype, device: torch.device):
     return load_eva_clip_vision(folder / "model.safetensors", EvaClipConfig(**raw), dtype=dtype, device=device)
 
 
-def _load_saved_shape_estimator(folder: Path, mode: str, device: torch.device):
+def read_mesh(folder: Path):
+    """The mesh hierarchy of ``MESH_FILE`` (plain arrays)."""
+    from ..models.mesh import MeshHierarchy
+
+    return MeshHierarchy.load_npz(folder / MESH_FILE)
+
+
+def read_saved_shape_estimator(folder: Path, mode: str, device: torch.device):
+    """The shape estimator of ``SHAPE_DIR`` (one made by code, the tiny model's): DECA encoder + FLAME arrays."""
     from safetensors.torch import load_file
 
     from ..face.deca import DecaEncoder, DecaFlame
     from ..face.flame import FlameLayer, FlameModelData
     from ..face.shape import ShapeEstimator
+    from ..models.convert import check_state_dict
 
     encoder = DecaEncoder()
     state = load_file(str(folder / "deca_encoder.safetensors"))
-    from ..models.convert import check_state_dict
-
     try:
         check_state_dict(encoder, state)
     except CheckpointError as exc:
@@ -257,85 +273,3 @@ def _load_saved_shape_estimator(folder: Path, mode: str, device: torch.device):
         flame = FlameModelData(**{name: np.asarray(data[name]) for name in _FLAME_FIELDS})
     deca_flame = DecaFlame(encoder, FlameLayer(flame)).to(device).eval()
     return ShapeEstimator(deca_flame, mode=mode, licensed=False)
-
-
-def load_fantasyid_checkpoint(
-    folder: str | os.PathLike[str],
-    *,
-    device: torch.device,
-    dtype: torch.dtype,
-    variant: str | None = None,
-    face_root: str | None = None,
-    face_pack: str | None = None,
-    flame: str | None = None,
-    deca: str | None = None,
-    shape_needed: bool = True,
-):
-    """A :class:`~fantasyid.pipelines.loading.LoadedPipeline` from a folder written by
-    :func:`save_fantasyid_checkpoint` (what ``load_pipeline(PATH)`` calls for such a folder)."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
-    from transformers import AutoTokenizer, T5EncoderModel
-
-    from ..face import FaceAnalyzer
-    from ..face.assets import install_buffalo_sc
-    from ..hub import RELEASED_WEIGHTS, fantasyid_home, resolve
-    from ..models.identity_encoder import FantasyIDIdentityEncoder
-    from ..models.mesh import MeshHierarchy
-    from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
-    from .loading import LoadedPipeline, _materialise_buffers, release_precision
-    from .pipeline_fantasyid import FantasyIDPipeline
-
-    folder = Path(folder).expanduser()
-    block = read_model_index(folder)["fantasyid"]
-    if variant is not None and variant != block["variant"]:
-        raise ConfigError(
-            f"'{folder}' is a {block['variant']} checkpoint, not {variant}",
-            hint=f"drop --variant or use --variant {block['variant']}",
-        )
-    transformer = _load_model(FantasyIDTransformer3DModel, folder / "transformer", meta=True)
-    _materialise_buffers(transformer, dict(transformer.config))
-    encoder = _load_model(FantasyIDIdentityEncoder, folder / "identity_encoder", meta=False)
-    if encoder.config.variant != block["variant"]:
-        raise CheckpointError(f"'{folder}': identity_encoder/ is {encoder.config.variant}, the index says "
-                              f"{block['variant']}")
-    encoder.mesh_hierarchy = MeshHierarchy.load_npz(folder / MESH_FILE)
-    pipe = FantasyIDPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
-        text_encoder=T5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype),
-        vae=AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype),
-        transformer=transformer if transformer.dtype == dtype else transformer.to(dtype),
-        scheduler=CogVideoXDPMScheduler.from_pretrained(folder / "scheduler"),
-        identity_encoder=encoder,  # fp32 but for the released face abstractor on a GPU (release_precision)
-    )
-    release_precision(encoder, device, dtype)
-    mode = block["shape_mode"]
-    shape_estimator = None
-    if (folder / SHAPE_DIR).is_dir():
-        shape_estimator = _load_saved_shape_estimator(folder / SHAPE_DIR, mode, device)
-    elif shape_needed:
-        from ..face.deca import DecaFlame
-        from ..face.shape import ShapeEstimator
-
-        specs = {spec.key: spec for spec in RELEASED_WEIGHTS}
-        deca_flame = DecaFlame.from_files(
-            resolve(specs["deca"], deca).require(), resolve(specs["flame"], flame).require(), device=device
-        )
-        shape_estimator = ShapeEstimator(deca_flame, mode=mode)
-    pack = face_pack or block["face_pack"]
-    root = Path(face_root) if face_root else fantasyid_home()
-    if (folder / "face_encoder" / "models" / pack).is_dir():
-        root = folder / "face_encoder"
-    elif pack == "buffalo_sc":
-        install_buffalo_sc(root)  # copied out of the installed wheel; no download
-    pipe.set_face_tools(
-        face_analyzer=FaceAnalyzer(pack=pack, root=root),
-        image_encoder=_load_image_encoder(folder / IMAGE_ENCODER_DIR, torch.float32 if device.type == "cpu" else dtype,
-                                          device),
-        shape_estimator=shape_estimator,
-    )
-    info = {key: value for key, value in block.items() if key not in ("format_version",)}
-    info.update({"model": str(folder), "random_weights": bool(block.get("random_weights", False)),
-                 "face_pack": pack, "identity_variant": block["variant"]})
-    if info["random_weights"]:
-        info.setdefault("note", "this checkpoint records random weights: its videos show the machinery only")
-    return LoadedPipeline(pipe, info, block["variant"])

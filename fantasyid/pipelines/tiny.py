@@ -149,3 +149,14 @@ def set_tiny_size(transformer, latent_height: int, latent_width: int) -> None:
     embed.sample_height, embed.sample_width = latent_height, latent_width
     embed.pos_embedding = table.to(device=embed.pos_embedding.device, dtype=embed.pos_embedding.dtype)
     transformer.register_to_config(sample_height=latent_height, sample_width=latent_width)
+
+
+def build_tiny_face_tools(num_clip_layers: int, mode: str = "released"):
+    """``(image_encoder, shape_estimator)`` of the tiny model: a tiny random EVA-CLIP tower and the synthetic DECA +
+    FLAME, drawn after ``torch.manual_seed(0)`` so that every tiny model (``--model tiny``, a tiny training run) has
+    the same ones."""
+    from ..face.shape import ShapeEstimator
+
+    torch.manual_seed(0)
+    image_encoder = build_tiny_image_encoder(num_clip_layers)
+    return image_encoder, ShapeEstimator.synthetic(mode)

@@ -68,18 +68,15 @@ def _load_base(config: ModelConfig, seed: int) -> tuple[Any, Any, dict[str, Any]
 
     init = config.init
     if init == "tiny":
-        from ..pipelines.tiny import build_tiny_components, build_tiny_image_encoder
-
-        from ..face.deca import DecaEncoder, DecaFlame
-        from ..face.flame import FlameLayer
-        from ..face.shape import ShapeEstimator, synthetic_flame_model
+        from ..pipelines.tiny import build_tiny_components, build_tiny_face_tools
 
         components = build_tiny_components(seed=seed, variant=config.variant)
-        torch.manual_seed(0)  # the same tiny EVA-CLIP and DECA as `fantasyid generate --model tiny`
-        image_encoder = build_tiny_image_encoder(components["identity_encoder"].config.num_clip_layers)
-        deca_flame = DecaFlame(DecaEncoder(), FlameLayer(synthetic_flame_model())).eval()
+        # the same tiny EVA-CLIP and DECA as `fantasyid generate --model tiny`
+        image_encoder, shape_estimator = build_tiny_face_tools(
+            components["identity_encoder"].config.num_clip_layers, config.variant
+        )
         pipe = FantasyIDPipeline(**components)
-        pipe.set_face_tools(shape_estimator=ShapeEstimator(deca_flame, mode=config.variant, licensed=False))
+        pipe.set_face_tools(shape_estimator=shape_estimator)
         return pipe, image_encoder, {"init": "tiny", "random_weights": True, "face_pack": "buffalo_sc"}
     if init.startswith("cogvideox:"):
         return _load_cogvideox(Path(init.split(":", 1)[1]), config)

@@ -130,7 +130,7 @@ def edit_shape(
     if not generate:
         return
 
-    from fantasyid.generate import GenerateSettings, GenerationItem, run_generation
+    from fantasyid.generation import GenerateSettings, GenerationItem, run_generation
 
     settings = GenerateSettings.for_model(
         outcome.model, steps=steps, frames=frames, height=height, width=width, guidance=guidance, fps=fps, seed=seed

@@ -109,7 +109,7 @@ def generate(
     compile: Annotated[bool, typer.Option(help="torch.compile the transformer blocks (slow first video).")] = False,
 ) -> None:
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
-    from fantasyid.generate import GenerateSettings, GenerationItem, output_stems, read_prompt_file
+    from fantasyid.generation import GenerateSettings, GenerationItem, output_stems, read_prompt_file
 
     if plan:  # before anything loads; no reference or prompt needed
         _show_plan(model, memory, offload, device, dtype, variant, frames, height, width)
@@ -151,7 +151,7 @@ def generate(
     if chosen_shard.count > 1:
         err_console.print(f"{chosen_shard}: {len(chosen_shard.take(len(items)))} of {len(items)} items", highlight=False)
 
-    from fantasyid.generate import run_generation
+    from fantasyid.generation import run_generation
 
     summary = run_generation(
         items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, shape=shape,
@@ -195,7 +195,7 @@ def _show_status(
     from rich.table import Table
 
     from fantasyid.batch import STATES
-    from fantasyid.generate import batch_status, model_key
+    from fantasyid.generation import batch_status, model_key
 
     if out.exists() and not out.is_dir():
         fail(f"--out '{out}' is a file, not a folder", "give the batch's output folder")

@@ -32,7 +32,7 @@ def models(
         return
     from rich.table import Table
 
-    from fantasyid.hub import check_model
+    from fantasyid.pipelines.inventory import check_model
 
     reports = check_model(model, mesh=mesh, flame=flame, deca=deca)
     if as_json:

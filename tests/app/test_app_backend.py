@@ -100,7 +100,7 @@ def test_generate_writes_what_fantasyid_generate_writes(backend, face_root, tmp_
     assert made.notes and "random" in made.notes[0]
 
     # the same video from the command line's code path: identical frames
-    from fantasyid.generate import GenerateSettings, GenerationItem, run_generation
+    from fantasyid.generation import GenerateSettings, GenerationItem, run_generation
     from rich.console import Console
 
     import imageio.v3 as iio

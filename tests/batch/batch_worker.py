@@ -22,7 +22,7 @@ import numpy as np
 
 from fantasyid.batch import resolve_shard, sigterm_as_interrupt
 from fantasyid.errors import InputError
-from fantasyid.generate import GenerateSettings, generate_batch, read_prompt_file
+from fantasyid.generation import GenerateSettings, generate_batch, read_prompt_file
 from fantasyid.io import atomic_path
 
 #: the cheap items of the tests: 9 frames (the smallest count CogVideoX makes besides 1) at 32×32

@@ -15,7 +15,7 @@ import pytest
 from fantasyid.batch import BatchFolder, try_claim
 from fantasyid.batch.claims import Claim
 from fantasyid.errors import InputError
-from fantasyid.generate import (
+from fantasyid.generation import (
     GenerateSettings,
     GenerationItem,
     batch_status,
@@ -255,3 +255,33 @@ def test_sidecar_records_the_video_hash_and_an_unchanged_file_is_not_decoded_aga
     (out / "a.mp4").write_bytes((out / "a.mp4").read_bytes() + b"\0")  # another file: decoded again
     _run(_items(ref, "a"), out)
     assert len(decoded) == 1
+
+
+def test_batch_names_do_not_shift_when_a_bad_row_is_fixed(ref, tmp_path):
+    """Automatic names number each row by its own place in the file: a skipped bad row renumbers nothing, so after
+    it is fixed the finished videos are kept (not made again under new names) and no orphan files appear."""
+    other = tmp_path / "other.png"
+    PIL.Image.new("RGB", (32, 32), (20, 50, 200)).save(other)
+    prompts, out = tmp_path / "batch.csv", tmp_path / "out"
+    rows = ["ref,prompt", f"{ref},first", f"{other},", f"{ref},third"]  # the second row has no prompt
+    prompts.write_text("\n".join(rows) + "\n")
+    items, bad = read_prompt_file(prompts)
+    assert len(items) == 2 and bad == ["batch.csv:3: needs both 'ref' and 'prompt'"]
+    summary, _, _ = _run(items, out, Runner(fail="nothing"))
+    assert summary.done == 2
+    made = sorted(p.name for p in out.glob("*.mp4"))
+    assert made == ["0000_face_s42.mp4", "0002_face_s42.mp4"]  # the row numbers 0 and 2, not 0 and 1
+
+    rows[2] = f"{other},second"
+    prompts.write_text("\n".join(rows) + "\n")
+    items, bad = read_prompt_file(prompts)
+    summary, _, notes = _run(items, out, Runner(fail="nothing"))
+    assert (summary.skipped, summary.done, bad, notes) == (2, 1, [], [])  # only the fixed row is made
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["0000_face_s42.mp4", "0001_other_s42.mp4",
+                                                          "0002_face_s42.mp4"]
+    assert json.loads((out / "0002_face_s42.json").read_text())["prompt"] == "third"
+
+    jsonl = tmp_path / "batch.jsonl"  # the same for JSONL, blank lines not counted
+    jsonl.write_text(f'{{"ref": "{ref}", "prompt": "first"}}\n\nnot json\n{{"ref": "{ref}", "prompt": "third"}}\n')
+    items, bad = read_prompt_file(jsonl)
+    assert [item.number for item in items] == [0, 2] and len(bad) == 1

@@ -160,3 +160,19 @@ def test_bad_batches_fail_before_anything_runs(files, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     code, text = _main(["generate", "--model", "tiny", "--ref", str(ref), "--prompt", "hi", "--shard", "1"], capsys)
     assert code == 1 and "give both --shard I and --num-shards N" in text
+
+
+@pytest.mark.parametrize("index", [None, "{}"], ids=["empty", "empty-index"])
+def test_a_folder_that_is_not_a_model_says_so(files, tmp_path, capsys, index):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    if index is not None:
+        (folder / "model_index.json").write_text(index)
+    code, text = _main(["generate", "--model", str(folder), "--ref", str(files / "astronaut.png"), "--prompt", "hi",
+                        "--out", str(tmp_path / "o")], capsys)  # fmt: skip
+    assert code == 1, text
+    error, hint = text.strip().splitlines()  # one line, and its hint
+    assert error.startswith(f"error: '{folder}' is not a model folder: ")
+    assert ("it is empty" in error) == (index is None)
+    assert "transform.pkl" not in text and "Traceback" not in text
+    assert "model_index.json" in hint and "transformer/" in hint and "--model tiny" in hint

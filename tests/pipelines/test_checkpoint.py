@@ -189,7 +189,7 @@ def test_generate_cli_with_a_saved_checkpoint(saved, astronaut, tmp_path, monkey
 
 
 def test_models_command_reads_our_format(saved, tmp_path):
-    from fantasyid.hub import check_model
+    from fantasyid.pipelines.inventory import check_model
 
     variant, folder, _ = saved
     (report,) = check_model(str(folder))  # the tiny model carries its own DECA + FLAME: nothing else needed
