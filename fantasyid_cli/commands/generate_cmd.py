@@ -154,8 +154,8 @@ def generate(
     from fantasyid.generation import run_generation
 
     summary = run_generation(
-        items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, shape=shape,
-        face_pack=face_pack, mesh=mesh, flame=flame, deca=deca, download=download, console=console,
+        items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, memory=memory,
+        shape=shape, face_pack=face_pack, mesh=mesh, flame=flame, deca=deca, download=download, console=console,
         shard=chosen_shard, no_overwrite=no_overwrite, claim_timeout=claim_timeout,
     )
     summary.bad_rows.extend(bad_rows)

@@ -3,11 +3,13 @@ plan generating with the tiny model, named in the sidecar."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from typer.testing import CliRunner
 
+from fantasyid.pipelines.memory import PLANS
 from fantasyid_cli.main import app, main
 
 runner = CliRunner()
@@ -32,3 +34,40 @@ def test_a_budget_no_plan_fits_is_refused_naming_the_smallest(capsys):
     smallest = float(re.search(r"the smallest needs ([\d.]+) GB", err).group(1))
     assert 4 < smallest and f"--memory {int(smallest) + 1} or more" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 2  # the error and its hint
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    import PIL.Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("ref") / "astronaut.png"
+    PIL.Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path_factory.getbasetemp() / "fantasyid-home"))
+
+
+def _generate(ref, out, *args):
+    result = runner.invoke(app, ["generate", "--model", "tiny", "--ref", str(ref), "--prompt", "a woman smiles",
+                                 "--out", str(out), "--steps", "2", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(next(out.glob("*.json")).read_text())
+
+
+# every preset (on the tiny model each budget fits the fastest plan) and every plan by name
+@pytest.mark.parametrize("memory", [None, "auto", "full", "24", "16", "12", "8", "t5-off", "fp8", "offload",
+                                    "fp8-offload", "group-block", "group-leaf"])
+def test_every_preset_and_plan_generates_and_the_sidecar_names_it(ref, tmp_path, memory):
+    sidecar = _generate(ref, tmp_path, *(["--memory", memory] if memory else []))
+    named = memory if memory in PLANS else "full"
+    assert sidecar["memory"]["name"] == named and sidecar["model"]["memory_plan"] == named
+    assert sidecar["memory"]["predicted_peak_gib"] > 0 and "measured_peak_gib" not in sidecar["memory"]  # a CPU
+
+
+def test_offload_keeps_working_as_the_offload_plan(ref, tmp_path):
+    sidecar = _generate(ref, tmp_path, "--offload")
+    assert sidecar["memory"]["name"] == "offload" and sidecar["memory"]["model_offload"] is True
