@@ -126,13 +126,46 @@ class ComponentSizes:
     model: str
     weights: dict[str, int]  #: component → bytes (transformer in the compute dtype)
     transformer_fp8: int  #: transformer bytes with fp8 storage (skipped modules in the compute dtype)
-    largest_block: int  #: bytes of one transformer block (compute dtype)
-    blocks_total: int  #: bytes of all transformer blocks (the rest stays resident under block-level offloading)
-    largest_leaf: int  #: bytes of the largest leaf module among the offloaded models
+    #: group offloading, per offloaded model (transformer, text_encoder, vae) and level: (bytes resident while the
+    #: model runs, bytes of its largest group); two groups are on the GPU at once (one computing, one prefetched)
+    groups: dict[str, dict[str, tuple[int, int]]]
     hidden: int
     text_tokens: int
     t5: tuple[int, int]  #: (d_model, d_ff)
     latent_channels: int
+
+
+#: children that block-level group offloading descends into (diffusers' ``block_modules``): T5's stack of layers,
+#: the VAE's encoder and decoder; elsewhere the top-level ModuleLists are the blocks
+GROUP_BLOCK_MODULES = {"text_encoder": ("encoder",), "vae": ("encoder", "decoder")}
+
+
+def _groups(module, level: str, block_modules=(), dtype=None) -> tuple[int, int]:
+    """(resident bytes, largest group bytes) of ``module`` under diffusers' group offloading at ``level``: block
+    level groups each element of a top-level ModuleList/Sequential (descending into ``block_modules``) and onloads
+    the other children and the module's own tensors together; leaf level makes each leaf module a group and onloads
+    the tensors held by non-leaf modules together."""
+    def own(m) -> int:
+        tensors = list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+        return sum(t.numel() * (dtype.itemsize if dtype is not None and t.is_floating_point() else t.element_size())
+                   for t in tensors)
+
+    if level == "leaf_level":
+        leaves = [m for m in module.modules() if not list(m.children())]
+        rest = sum(own(m) for m in module.modules() if list(m.children()))
+        return rest, max(own(m) for m in leaves)
+    import torch
+
+    resident, largest = own(module), 0
+    for name, child in module.named_children():
+        if name in block_modules:
+            inner_resident, inner_largest = _groups(child, level, (), dtype)
+            resident, largest = resident + inner_resident, max(largest, inner_largest)
+        elif isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential)):
+            largest = max([largest] + [count_bytes(block, dtype) for block in child])
+        else:
+            resident += count_bytes(child, dtype)
+    return resident, largest
 
 
 def _fp8_bytes(transformer, dtype) -> int:
@@ -235,13 +268,10 @@ def component_sizes(model: str = "released", dtype: str = "bfloat16", device_typ
         "eva_clip": count_bytes(built["eva_clip"], eva_dtype),
         "deca": count_bytes(built["deca"], torch.float32) + _flame_bytes(model),
     }
-    leaves = [m for name in ("transformer", "text_encoder", "vae") for m in built[name].modules()
-              if not list(m.children())]
+    groups = {level: {name: _groups(built[name], level, GROUP_BLOCK_MODULES.get(name, ()), cast)
+                      for name in ("transformer", "text_encoder", "vae")} for level in ("block_level", "leaf_level")}
     return ComponentSizes(
-        model=model, weights=weights, transformer_fp8=_fp8_bytes(built["transformer"], cast),
-        largest_block=max(count_bytes(b, torch_dtype) for b in built["transformer"].transformer_blocks),
-        blocks_total=sum(count_bytes(b, torch_dtype) for b in built["transformer"].transformer_blocks),
-        largest_leaf=max(count_bytes(m, torch_dtype) for m in leaves),
+        model=model, weights=weights, transformer_fp8=_fp8_bytes(built["transformer"], cast), groups=groups,
         hidden=t_config["num_attention_heads"] * t_config["attention_head_dim"],
         text_tokens=t_config["max_text_seq_length"], t5=(t5["d_model"], t5["d_ff"]),
         latent_channels=t_config["in_channels"] // 2,
@@ -280,18 +310,18 @@ def predict(sizes: ComponentSizes, name: str, vae_tiling: bool, frames: int = 49
     w, act = sizes.weights, _activations(sizes, frames, height, width)
     transformer = sizes.transformer_fp8 if plan.transformer_fp8 else w["transformer"]
     face = w["identity_encoder"] + w["eva_clip"] + w["deca"]
+    tools = w["eva_clip"] + w["deca"]
     decode = act["vae_tiled"] if vae_tiling else act["vae"]
     if plan.group_offload:
-        # onloaded at a time: one group plus the next one prefetched (stream), per model; face models one at a time
-        unit = 2 * (sizes.largest_block if plan.group_offload == "block_level" else sizes.largest_leaf)
-        # block level: embeddings, norms and the output projection stay on the GPU; leaf level: nothing does
-        resident = transformer - sizes.blocks_total if plan.group_offload == "block_level" else 0
-        phases = {"text": unit + act["t5"], "face": max(w["identity_encoder"], w["eva_clip"], w["deca"]) + act["face"],
-                  "denoise": max(resident, 0) + unit + act["transformer"], "decode": unit + decode}
-    elif plan.model_offload:
-        phases = {"text": w["text_encoder"] + act["t5"],
-                  "face": max(w["identity_encoder"], w["eva_clip"], w["deca"]) + act["face"],
-                  "denoise": transformer + act["transformer"], "decode": w["vae"] + decode}
+        # per model: what stays onloaded while it runs, plus two groups (one computing, the next prefetched); the
+        # identity encoder and the face tools (EVA-CLIP, DECA: plain attributes of the pipeline) stay on the GPU
+        held = {name: resident + 2 * largest for name, (resident, largest) in sizes.groups[plan.group_offload].items()}
+        kept = w["identity_encoder"] + tools
+        phases = {"text": kept + held["text_encoder"] + act["t5"], "face": kept + act["face"],
+                  "denoise": kept + held["transformer"] + act["transformer"], "decode": kept + held["vae"] + decode}
+    elif plan.model_offload:  # one model of the offload sequence at a time; the face tools are not offloaded
+        phases = {"text": tools + w["text_encoder"] + act["t5"], "face": tools + w["identity_encoder"] + act["face"],
+                  "denoise": tools + transformer + act["transformer"], "decode": tools + w["vae"] + decode}
     else:
         rest = transformer + w["vae"] + face
         phases = {"text": w["text_encoder"] + rest + act["t5"],
@@ -412,15 +442,13 @@ def apply_plan(pipe, plan: Plan, device) -> None:
             options["num_blocks_per_group"] = 1
         from diffusers.hooks import apply_group_offloading
 
-        for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
-            if hasattr(module, "enable_group_offload"):
-                module.enable_group_offload(**options)
-            else:  # transformers' T5
-                apply_group_offloading(module, **options)
-        for name in ("identity_encoder",):
-            module = getattr(pipe, name, None)
-            if module is not None:
-                module.to(device)
+        for name in ("transformer", "text_encoder", "vae"):  # the partition _groups() predicts
+            module = getattr(pipe, name)
+            module.to("cpu")
+            blocks = list(GROUP_BLOCK_MODULES.get(name, ())) if plan.group_offload == "block_level" else None
+            apply_group_offloading(module, block_modules=blocks or None, **options)
+        if getattr(pipe, "identity_encoder", None) is not None:
+            pipe.identity_encoder.to(device)
     elif plan.model_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
