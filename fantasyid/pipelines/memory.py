@@ -344,8 +344,6 @@ def predict_all(sizes: ComponentSizes, frames: int = 49, height: int = 480, widt
 def _budget(memory: str, free_bytes: int | None) -> int | None:
     if memory == "full":
         return None
-    if memory in PLANS:
-        raise AssertionError("a plan name is not a budget")  # choose_plan handles names first
     if memory == "auto":
         if free_bytes is None:
             raise InputError("--memory auto needs a GPU to read its free memory", hint="name a budget: --memory 12")

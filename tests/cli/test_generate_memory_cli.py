@@ -36,19 +36,7 @@ def test_a_budget_no_plan_fits_is_refused_naming_the_smallest(capsys):
     assert len([line for line in err.splitlines() if line.strip()]) == 2  # the error and its hint
 
 
-@pytest.fixture(scope="module")
-def ref(tmp_path_factory):
-    import PIL.Image
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("ref") / "astronaut.png"
-    PIL.Image.fromarray(data.astronaut()).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path_factory.getbasetemp() / "fantasyid-home"))
+pytestmark = pytest.mark.usefixtures("fantasyid_home")
 
 
 def _generate(ref, out, *args):
