@@ -35,9 +35,10 @@ checks the sum against the built tiny modules byte for byte). Activations are es
 These are estimates until a GPU task measures them (``benchmarks/gpu_generate.py --memory``); the README table has
 a column for the measurements.
 
-**Host RAM.** Components are loaded one at a time (safetensors files memory-mapped), so loading needs the largest
-component plus a margin; offloading plans keep every offloaded component in host RAM (pinned for streams), so they
-need the sum of those.
+**Host RAM.** The loaders read each component into host RAM (safetensors memory-mapped) and place the pipeline
+afterwards, so every plan needs the sum of the components plus a margin at load time; offloading plans keep that
+much for the whole run (pinned for streams). Loading one component at a time straight onto the GPU, which would
+bring the all-on-GPU plans down to the largest component plus a margin, is not done yet.
 
 This module imports torch only inside functions, so a plan can be printed before anything heavy loads.
 """
@@ -330,9 +331,7 @@ def predict(sizes: ComponentSizes, name: str, vae_tiling: bool, frames: int = 49
                   "decode": w["text_encoder"] * (not plan.t5_off) + rest + decode}
     peak = max(phases.values())
     need = int(peak * (1 + HEADROOM_FRACTION) + HEADROOM_GIB * GIB)
-    offloaded = (sum(w.values()) if (plan.group_offload or plan.model_offload)
-                 else w["text_encoder"] if plan.t5_off else 0)
-    host = max(max(w.values()), offloaded) + int(HOST_MARGIN_GIB * GIB)
+    host = sum(w.values()) + int(HOST_MARGIN_GIB * GIB)  # every component is in host RAM once, while loading
     return PlanPrediction(plan, peak, need, host, phases)
 
 
@@ -387,7 +386,7 @@ def describe_prediction(prediction: PlanPrediction, sizes: ComponentSizes) -> st
              "predicted GPU peak: " + gb(prediction.peak_bytes) + " ("
              + ", ".join(f"{k} {gb(v)}" for k, v in prediction.phases.items()) + f"); with headroom "
              + gb(prediction.need_bytes),
-             f"host RAM: {gb(prediction.host_bytes)} (components loaded one at a time, offloaded ones kept in RAM)"]
+             f"host RAM: {gb(prediction.host_bytes)} (every component is read into host RAM before it is placed)"]
     return "\n".join(lines)
 
 
