@@ -3,6 +3,7 @@
     python benchmarks/gpu_generate.py                          # one GPU, full size, a few minutes (< 8 on an H100)
     python benchmarks/gpu_generate.py --quick                  # about a minute: released model, First-Block Cache only
     python benchmarks/gpu_generate.py --size tiny --device cpu # the same code at toy size (what the tests run)
+    python benchmarks/gpu_generate.py --memory                 # every memory plan instead (benchmarks/memory_sweep.py)
 
 Every model is built on the ``meta`` device and materialised on the GPU with random weights (no download; the
 numbers are about compute and memory, not about videos). One denoising step is one transformer call on a batch of 2
@@ -485,6 +486,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="leave out the --compile row")
     parser.add_argument("--no-pipeline", dest="pipeline", action="store_false", help="leave out table 3")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    parser.add_argument("--memory", action="store_true", help="only the sweep over the memory plans of fantasyid "
+                        "generate --memory (benchmarks/memory_sweep.py): about 6 minutes on an H100")
+    parser.add_argument("--memory-steps", type=int, default=3, help="denoising steps per plan in the --memory sweep")
+    parser.add_argument("--plans", default=None, help="--memory: plans to run, comma-separated (default: all)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
@@ -497,6 +502,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unknown model(s) {sorted(unknown)}: choose from cogvideox, released, paper")
     if args.cache_steps < 3:
         parser.error("--cache-steps must be ≥ 3")
+    if args.memory_steps < 2:
+        parser.error("--memory-steps must be ≥ 2")
     return args
 
 
@@ -524,6 +531,16 @@ def main(argv=None) -> int:
 
     args.caches = [CacheSpec.parse(spec) for spec in args.caches]  # bad specs fail before anything is built
     size = full_size() if args.size == "full" else tiny_size()
+    if args.memory:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import memory_sweep
+
+        plans = [p.strip() for p in args.plans.split(",")] if args.plans else memory_sweep.PLANS
+        rows = memory_sweep.sweep(size, device, args.memory_steps, plans)
+        memory_sweep.print_sweep(size, device, rows, args.memory_steps)
+        if args.json:
+            args.json.write_text(json.dumps({"size": size.name, "device": str(device), "memory": rows}, indent=2))
+        return 0
     names = list(dict.fromkeys(args.models + ["released"])) if (args.caches or args.pipeline) else args.models
     models, kept = model_rows(size, names, device, args)
     models = [r for r in models if r["model"] in {f"FantasyID ({n})" if n != "cogvideox" else "CogVideoX-5B-I2V"

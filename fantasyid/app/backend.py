@@ -59,6 +59,7 @@ class AppConfig:
     fps: int | None = None  #: None: the model's own
     flame: Path | None = None
     deca: Path | None = None
+    memory: str | None = None  #: GPU memory to fit in, as ``generate --memory`` (default: auto)
 
 
 @dataclass
@@ -87,10 +88,16 @@ class AppBackend:
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if loaded is None:
+            from fantasyid.generation import GenerateSettings
             from fantasyid.pipelines.loading import load_pipeline
+            from fantasyid.pipelines.memory import plan_for
 
+            size = GenerateSettings.for_model(config.model, frames=config.frames, height=config.height,
+                                              width=config.width)
+            prediction, _ = plan_for(config.model, config.memory, device=config.device, dtype=config.dtype,
+                                     frames=size.frames, height=size.height, width=size.width)  # before loading
             loaded = load_pipeline(
-                config.model, device=config.device, dtype=config.dtype,
+                config.model, device=config.device, dtype=config.dtype, memory_plan=prediction.plan,
                 face_root=None if config.face_root is None else str(config.face_root),
                 flame=None if config.flame is None else str(config.flame),
                 deca=None if config.deca is None else str(config.deca),

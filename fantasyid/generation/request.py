@@ -99,8 +99,9 @@ def make_sidecar(item, seed, settings, model_info, extra, video: Path, seconds: 
         "model": model_info,
         "settings": asdict(settings),
         "request": request,
-        "identity": {k: v for k, v in extra.items() if k != "acceleration"},
+        "identity": {k: v for k, v in extra.items() if k not in ("acceleration", "memory")},
         "acceleration": extra.get("acceleration"),  # cache/compile settings and what the cache skipped
+        "memory": extra.get("memory"),  # the memory plan, its predicted peak (and the measured one on a GPU)
         "seconds": round(seconds, 3),
         "fantasyid_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

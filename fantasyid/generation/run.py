@@ -26,6 +26,7 @@ def run_generation(
     device: str = "auto",
     dtype: str = "auto",
     offload: bool = False,
+    memory: str | None = None,
     shape: str | Path | None = None,
     face_pack: str | None = None,
     mesh: str | Path | None = None,
@@ -45,7 +46,10 @@ def run_generation(
     claimed (a rerun of a finished batch loads nothing). ``loaded`` (a
     :class:`~fantasyid.pipelines.loading.LoadedPipeline` of ``model``) skips loading. With ``device`` ``auto`` or
     ``cuda``, a launcher's ``LOCAL_RANK`` picks the GPU. ``step_callback(done, total)`` is called after every
-    denoising step (the web app's progress bar).
+    denoising step (the web app's progress bar). ``memory`` (``auto``, ``full``, GB or a plan name; default
+    ``auto``, or ``offload`` with ``offload``) picks the memory plan (:mod:`fantasyid.pipelines.memory`) before
+    anything loads; a budget no plan fits is refused. The plan and its predicted peak go into every sidecar. A
+    given ``loaded`` pipeline keeps its placement.
     """
     import PIL.Image
     import torch
@@ -68,6 +72,12 @@ def run_generation(
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = pick_gpu(device, local_rank(), gpus)
     key = model_key(model, shape, variant=variant)
+    prediction = None
+    if loaded is None:  # refused here, in one line, before anything loads
+        from ..pipelines.memory import plan_for
+
+        prediction, _ = plan_for(model, memory, offload=offload, device=device, dtype=dtype, variant=variant,
+                                 frames=settings.frames, height=settings.height, width=settings.width)
     model_info: dict[str, Any] = {}
     state: dict[str, Any] = {"loaded": loaded}
 
@@ -85,7 +95,7 @@ def run_generation(
                     model, variant=variant, device=device, dtype=dtype, offload=offload, face_pack=face_pack,
                     mesh=None if mesh is None else str(mesh), flame=None if flame is None else str(flame),
                     deca=None if deca is None else str(deca), download=download, shape_needed=vertices is None,
-                    height=settings.height, width=settings.width,
+                    height=settings.height, width=settings.width, memory_plan=prediction.plan,
                 )
                 progress.remove_task(loading)
             fit_size(state["loaded"], settings.height, settings.width)  # tiny takes any size; a fixed-size one refuses
@@ -115,6 +125,9 @@ def run_generation(
             image = PIL.Image.fromarray(load_image(item.ref))
             progress.reset(steps, total=settings.steps, visible=True, description=f"steps ({item.ref.name})")
             generator = torch.Generator(device="cpu").manual_seed(seed)
+            gpu = pipe._execution_device if pipe._execution_device.type == "cuda" else None
+            if gpu is not None:
+                torch.cuda.reset_peak_memory_stats(gpu)
             result = pipe(
                 image,
                 item.prompt,
@@ -140,6 +153,10 @@ def run_generation(
                 skipped = result.acceleration.get("skipped")
                 if skipped:
                     console.print(f"cache {settings.cache.split(':')[0]}: {describe_skips(skipped)} ({item.ref.name})")
+            if prediction is not None:  # the plan, what it predicted, and on a GPU what this video really took
+                extra["memory"] = prediction.to_dict()
+                if gpu is not None:
+                    extra["memory"]["measured_peak_gib"] = round(torch.cuda.max_memory_allocated(gpu) / 2**30, 2)
             return result.frames[0], extra
 
         with sigterm_as_interrupt():  # a launcher stopping this process: the claim and partial files go too

@@ -49,6 +49,7 @@ def load_pipeline(
     sizes: ReleasedSizes | None = None,
     height: int | None = None,
     width: int | None = None,
+    memory_plan=None,
 ) -> LoadedPipeline:
     """Build the pipeline for ``model``: ``"tiny"``, ``"released"`` (resolved: $FANTASYID_HOME/FantasyID, then the
     hub cache; downloaded only with ``download``), a hub id (``acvlab/FantasyID``), a folder in the release's layout,
@@ -60,7 +61,11 @@ def load_pipeline(
 
     ``height`` / ``width`` (pixels), when given, are checked before anything loads: the tiny model is built for
     them (any multiple of 16); a model whose learned position embeddings fix its size refuses other sizes. The
-    device and dtype are checked first too (:mod:`fantasyid.pipelines.checks`)."""
+    device and dtype are checked first too (:mod:`fantasyid.pipelines.checks`).
+
+    ``memory_plan`` (a :class:`~fantasyid.pipelines.memory.Plan`, from ``plan_for``) places the components as the
+    plan says (fp8 storage, T5 off, model or group offloading, VAE tiling); without one, ``offload`` chooses model
+    CPU offload and the VAE is always tiled (the library's behaviour before memory plans)."""
     if variant not in (None, "released", "paper"):
         raise InputError(f"unknown variant {variant!r}", hint="use released or paper")
     torch_device = pick_device(device)
@@ -91,12 +96,18 @@ def load_pipeline(
                 checkpoint, torch_device, torch_dtype, mesh, flame, deca, face_pack or "antelopev2", shape_needed,
                 sizes or ReleasedSizes(),
             )
-        if offload:
-            loaded.pipe.enable_model_cpu_offload(device=torch_device)
-        else:
-            loaded.pipe.to(torch_device)
-        loaded.pipe.vae.enable_slicing()
-        loaded.pipe.vae.enable_tiling()
+        if memory_plan is None:
+            if offload:
+                loaded.pipe.enable_model_cpu_offload(device=torch_device)
+            else:
+                loaded.pipe.to(torch_device)
+            loaded.pipe.vae.enable_slicing()
+            loaded.pipe.vae.enable_tiling()
+    if memory_plan is not None:
+        from .memory import apply_plan
+
+        apply_plan(loaded.pipe, memory_plan, torch_device)
+        loaded.info["memory_plan"] = memory_plan.name
     loaded.info["device"] = str(torch_device)
     return loaded
 

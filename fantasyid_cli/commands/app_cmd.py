@@ -32,6 +32,11 @@ def app_command(
     ] = None,
     flame: Flame = None,
     deca: Deca = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(help="GPU memory to fit in, as in generate: auto, full, GB (24, 16, 12, 8) or a plan name.",
+                     show_default="auto"),
+    ] = None,
 ) -> None:
     """Serve a local web page: upload a photo, write a prompt, shape the face, generate, evaluate.
 
@@ -51,7 +56,8 @@ def app_command(
 
     require_gradio()  # the 'app' extra is installed: checked before the model loads
     config = AppConfig(model=model, out=out, device=device, dtype=dtype, face_root=face_root, frames=frames,
-                       height=height, width=width, fps=fps, flame=flame, deca=deca)  # fmt: skip
+                       height=height, width=width, fps=fps, flame=flame, deca=deca,
+                       memory=memory)  # fmt: skip
     with err_console.status(f"loading the {model} model…"):
         backend = AppBackend(config)
     console.print(f"serving on http://{host}:{port} (Ctrl-C stops) → files in {out}/", highlight=False)

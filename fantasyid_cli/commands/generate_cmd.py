@@ -29,6 +29,10 @@ Examples:
 
   fantasyid generate --ref me.png --prompt "…" --cache fbc:threshold=0.1 --compile   # faster, approximate
 
+  fantasyid generate --plan --memory 12      # the plan for a 12 GB GPU and its predicted peak; loads nothing
+
+  fantasyid generate --ref me.png --prompt "…" --memory 16   # fit in 16 GB (default: auto, the GPU's free memory)
+
 Re-running a batch skips the videos already made for the same request (prompt, seed, reference, model, settings)
 and remakes, saying why, those whose request changed (--no-overwrite keeps them and fails instead). Any number of
 processes may write into one --out: each video is claimed first (a lock file in OUT/.fantasyid/claims). --shard and
@@ -58,7 +62,19 @@ def generate(
     fps: Fps = None,
     dtype: Dtype = "auto",
     device: Device = "auto",
-    offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower).")] = False,
+    offload: Annotated[bool, typer.Option(help="Model CPU offload (less GPU memory, slower): --memory offload.")] = False,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU memory to fit in: auto (the GPU's free memory), full, GB (24, 16, 12, 8, …) or a plan by name "
+            "(full, t5-off, fp8, offload, fp8-offload, group-block, group-leaf). The fastest plan predicted to fit "
+            "is used; the sidecar records it.",
+            show_default="auto",
+        ),
+    ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the memory plan and its predicted GPU peak and host RAM; load nothing.")
+    ] = False,
     shape: Annotated[Path | None, typer.Option(help="3D face to use: SHAPE.npz from edit-shape, or a .ply.")] = None,
     face_pack: Annotated[
         str | None,
@@ -95,6 +111,9 @@ def generate(
     """Generate identity-preserving videos: one (--ref + --prompt) or a batch (--prompts)."""
     from fantasyid.generation import GenerateSettings, GenerationItem, output_stems, read_prompt_file
 
+    if plan:  # before anything loads; no reference or prompt needed
+        _show_plan(model, memory, offload, device, dtype, variant, frames, height, width)
+        return
     if (prompts is None) == (ref is None and prompt is None):
         fail("give --ref and --prompt for one video, or --prompts FILE for a batch", code=2)
     if prompts is None and (ref is None or prompt is None):
@@ -135,8 +154,8 @@ def generate(
     from fantasyid.generation import run_generation
 
     summary = run_generation(
-        items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, shape=shape,
-        face_pack=face_pack, mesh=mesh, flame=flame, deca=deca, download=download, console=console,
+        items, settings, out, model=model, variant=variant, device=device, dtype=dtype, offload=offload, memory=memory,
+        shape=shape, face_pack=face_pack, mesh=mesh, flame=flame, deca=deca, download=download, console=console,
         shard=chosen_shard, no_overwrite=no_overwrite, claim_timeout=claim_timeout,
     )
     summary.bad_rows.extend(bad_rows)
@@ -154,6 +173,19 @@ def generate(
     )
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _show_plan(model, memory, offload, device, dtype, variant, frames, height, width) -> None:
+    """``--plan``: the plan ``--memory`` picks for this model and video size, predicted from meta-device sizes."""
+    from fantasyid.generate import GenerateSettings
+    from fantasyid.pipelines.memory import describe_prediction, plan_for
+
+    size = GenerateSettings.for_model(model, frames=frames, height=height, width=width)
+    prediction, sizes = plan_for(model, memory, offload=offload, device=device, dtype=dtype, variant=variant,
+                                 frames=size.frames, height=size.height, width=size.width)
+    asked = memory or ("offload" if offload else "auto")
+    console.print(f"{model} at {size.frames}×{size.height}×{size.width}, --memory {asked}", highlight=False)
+    console.print(describe_prediction(prediction, sizes), highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_status(

@@ -97,6 +97,7 @@ def test_generate_writes_what_fantasyid_generate_writes(backend, face_root, tmp_
     assert sidecar == made.sidecar and sidecar["status"] == "done"
     assert sidecar["seed"] == 3 and sidecar["settings"]["steps"] == 2 and sidecar["settings"]["guidance"] == 5.0
     assert Path(sidecar["ref"]).read_bytes() == EXAMPLE.read_bytes() and sidecar["model"]["model"] == "tiny"
+    assert sidecar["model"]["memory_plan"] == "full"  # --memory auto on a CPU
     assert made.notes and "random" in made.notes[0]
 
     # the same video from the command line's code path: identical frames
@@ -122,6 +123,15 @@ def test_generate_writes_what_fantasyid_generate_writes(backend, face_root, tmp_
         arguments = {"prompt": "a woman smiles", **bad}
         with pytest.raises(FantasyIDError, match=match):
             backend.generate(EXAMPLE, arguments.pop("prompt"), **arguments)
+
+
+def test_memory_option_as_in_generate(tmp_path, face_root):
+    with pytest.raises(InputError, match="no memory plan fits 1.0 GB"):  # refused before anything loads
+        AppBackend(AppConfig(model="tiny", out=tmp_path, device="cpu", face_root=face_root, memory="1"))
+    backend = AppBackend(AppConfig(model="tiny", out=tmp_path, device="cpu", face_root=face_root, memory="group-leaf"))
+    assert backend.loaded.info["memory_plan"] == "group-leaf"
+    made = backend.generate(EXAMPLE, "a woman smiles", seed=3, steps=1)
+    assert made.sidecar["model"]["memory_plan"] == "group-leaf"
 
 
 def test_evaluate_runs_fantasyid_eval(backend, tmp_path):

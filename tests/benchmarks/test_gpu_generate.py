@@ -114,3 +114,23 @@ def test_full_size_models_build_on_meta(bench):
     assert released.dtype == torch.bfloat16 and billions(released) == pytest.approx(6.452, abs=0.001)
     encoder, why = bench.build_identity_encoder(size, "released", meta)
     assert why is None and encoder.num_identity_tokens == bench.identity_token_count(size.encoder["released"]) == 115
+
+
+@pytest.mark.slow
+def test_memory_sweep_runs_each_plan_without_the_gpu_machines_missing_packages(tmp_path):
+    """``--memory`` at toy size where timm & co. cannot be imported: one row per plan; plans that only move weights
+    reproduce the ``full`` plan's video exactly, fp8 storage does not."""
+    guard = "import sys\nfor name in %r:\n    sys.modules[name] = None\n" % (NOT_ON_THE_GPU_MACHINE,)
+    run = guard + (f"sys.argv = [{str(SCRIPT)!r}, '--size', 'tiny', '--device', 'cpu', '--memory', "
+                   "'--memory-steps', '2', '--plans', 'full,fp8,group-block', '--json', 'out.json']\n"
+                   "import runpy\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env, timeout=600,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(result.stdout, "| plan |")
+    assert [(r[0], r[1]) for r in rows] == [("full", "off"), ("fp8", "off"), ("group-block", "on")]
+    assert rows[0][9] == "inf" and rows[2][9] == "inf" and 20 < float(rows[1][9]) < 200
+    numbers = json.loads((tmp_path / "out.json").read_text())["memory"]
+    for row in numbers:
+        assert row["video_50_s"] == pytest.approx(row["encode_s"] + 50 * row["step_s"] + row["decode_s"])

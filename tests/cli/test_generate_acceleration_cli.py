@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import PIL.Image
 import pytest
 from typer.testing import CliRunner
 
@@ -13,18 +12,7 @@ from fantasyid_cli.main import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def ref(tmp_path_factory):
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("ref") / "astronaut.png"
-    PIL.Image.fromarray(data.astronaut()).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path_factory.getbasetemp() / "fantasyid-home"))
+pytestmark = pytest.mark.usefixtures("fantasyid_home")
 
 
 def test_cache_is_recorded_with_what_it_skipped(ref, tmp_path):
