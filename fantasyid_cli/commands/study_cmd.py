@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -26,7 +26,9 @@ def build(
     names: Annotated[
         str | None, typer.Option(help="Comma-separated method names, one per run (default: folder names).")
     ] = None,
-    design: Annotated[str, typer.Option(help="single (one video per item) or pair (videos A and B).")] = "single",
+    design: Annotated[
+        Literal["single", "pair"], typer.Option(help="single: one video per item; pair: videos A and B.")
+    ] = "single",
     raters: Annotated[int, typer.Option(help="Number of rater links (the paper had 32).")] = 32,
     attention_checks: Annotated[
         int, typer.Option(help="Items shown twice per rater, to spot careless raters.")

@@ -17,6 +17,8 @@ Examples:
 
   fantasyid train examples/train/tiny.yaml --set optim.lr=1e-4 --set train.max_steps=50
 
+  fantasyid train --show-config        # every config key, its default and what it does
+
   fantasyid train examples/train/tiny.yaml --resume latest        # after a crash, Ctrl-C or a time limit
 
   fantasyid train examples/train/tiny.yaml --export-only --resume latest   # export the newest checkpoint
@@ -31,6 +33,14 @@ folder `fantasyid generate --model PATH` takes). Ctrl-C finishes the step, saves
 """
 
 
+def _show_config(value: bool) -> None:
+    if value:
+        from fantasyid.training.config import config_reference
+
+        typer.echo(config_reference(), nl=False)
+        raise typer.Exit()
+
+
 def train_command(
     config: Annotated[Path, typer.Argument(help="Training config (YAML), e.g. examples/train/tiny.yaml.")],
     set_: Annotated[
@@ -42,13 +52,19 @@ def train_command(
     output_dir: Annotated[Path | None, typer.Option(help="Run folder (overrides output_dir).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides train.max_steps).")] = None,
     export_only: Annotated[
-        bool, typer.Option(help="Only export the checkpoint given by --resume as a generate folder.")
+        bool, typer.Option("--export-only", help="Only export the checkpoint given by --resume as a generate folder.")
     ] = False,
     precompute: Annotated[
-        bool, typer.Option(help="Encode VAE latents and T5 states into data.cache (default OUTPUT/cache; resumes, "
+        bool, typer.Option("--precompute", help="Encode VAE latents and T5 states into data.cache (default OUTPUT/cache; resumes, "
                            "rebuilds on changed settings), then train from it.")
     ] = False,
-    precompute_only: Annotated[bool, typer.Option(help="Build the cache as --precompute does, then stop.")] = False,
+    precompute_only: Annotated[
+        bool, typer.Option("--precompute-only", help="Build the cache as --precompute does, then stop.")
+    ] = False,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", callback=_show_config, is_eager=True,
+                           help="Print every config key with its default and what it does (YAML), and exit.")
+    ] = False,
 ) -> None:
     """Train FantasyID on a `fantasyid prep` manifest: resumable, checkpointed, exported for generate."""
     from fantasyid.training.config import load_config
