@@ -77,8 +77,11 @@ def serve(
 
       fantasyid study serve study/ --host 0.0.0.0 --port 8080 --base-url http://lab-pc:8080
     """
-    from fantasyid.study.serve import rater_links, serve_study
+    from fantasyid.io import check_port
+    from fantasyid.study.serve import check_study, rater_links, serve_study
 
+    check_study(study)  # every video and photo is there, and the port is free, before any link is handed out
+    check_port(host, port)
     for rater, link in rater_links(study, base_url or f"http://{host}:{port}"):
         console.print(f"{rater}  {link}", highlight=False, soft_wrap=True)
     serve_study(study, host=host, port=port)
