@@ -116,7 +116,8 @@ app.command("train", help=train_command.__doc__)(train_command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the app; a :class:`fantasyid.errors.FantasyIDError` becomes one line plus a hint and exit code 1."""
+    """Run the app; a :class:`fantasyid.errors.FantasyIDError`, or a torch/torchvision pair that does not work
+    together, becomes one line plus a hint and exit code 1."""
     from fantasyid.errors import FantasyIDError
 
     try:
@@ -129,6 +130,13 @@ def main(argv: list[str] | None = None) -> None:
         if debug_enabled():
             raise
         fail("interrupted", code=130)
+    except Exception as exc:  # a torch/torchvision pair that does not fit: one line, whichever import hit it
+        from fantasyid.environment import torch_pair_error
+
+        problem = torch_pair_error(exc)
+        if problem is None:
+            raise
+        fail(problem.message, problem.hint)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m fantasyid_cli.main`

@@ -20,16 +20,42 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
     lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
-    lines = [line.split(" && ", 1)[1] if line.startswith("pip install -e") else line for line in lines]
+    lines = [line.split(" && ", 1)[1] if line.startswith("pip install") and " && " in line else line for line in lines]
     commands = [line for line in lines if not line.startswith(("pip install", "python -m pytest"))]
     assert all(line.startswith(("fantasyid ", "python examples/")) for line in commands), commands
     return commands
 
 
-def test_readme_has_the_cpu_torch_install_before_the_package():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
-    assert cpu in text and text.index(cpu) < text.index('pip install -e ".[all]"')
+def _pip_installs(lines: list[str]) -> list[list[str]]:
+    """The ``pip install`` commands among shell lines, as argument lists without ``python -m``, ``--quiet`` and the
+    CPU-wheel index (which only picks the CPU build of the same pinned versions)."""
+    import shlex
+
+    installs = []
+    for line in lines:
+        words = shlex.split(line.split(" && ")[0], comments=True)
+        words = words[2:] if words[:2] == ["python", "-m"] else words
+        if words[:2] != ["pip", "install"] or "--upgrade" in words:
+            continue
+        kept, skip = [], False
+        for word in words:
+            if skip or word == "--quiet":
+                skip = False
+                continue
+            skip = word == "--extra-index-url"
+            if not skip:
+                kept.append(word)
+        installs.append(kept)
+    return installs
+
+
+def test_readme_installs_what_ci_installs():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    readme = _pip_installs([line for block in blocks for line in block.splitlines()])
+    ci = _pip_installs((ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines())
+    assert readme == ci and len(ci) == 2, (readme, ci)
+    assert all(words[2:4] == ["-c", ".ci/constraints.txt"] for words in readme)  # the pinned versions, pair included
+    assert readme[0][4:] == ["torch", "torchvision"] and readme[1][4:] == ["-e", ".[all]"]
     assert len(readme_commands()) >= 9
 
 
