@@ -79,7 +79,13 @@ def test_readme_commands_run_as_written(tmp_path):
     for folder in ("outputs", "outputs/beach", "outputs/wide", "outputs/edited"):
         assert (tmp_path / folder / "0000_astronaut_s42.mp4").is_file(), folder
     assert {p.name for p in (tmp_path / "runs" / "exp1").glob("*.mp4")} == {"smile.mp4", "turn.mp4"}
-    assert (tmp_path / "final.mp4").is_file() and (tmp_path / "eval" / "summary.json").is_file()
+    assert (tmp_path / "outputs" / "shapes" / "final.mp4").is_file()
+    assert (tmp_path / "outputs" / "eval" / "summary.json").is_file()
+    # run in a clone, the examples would leave nothing git sees: everything they wrote is under an ignored folder
+    written = sorted(p.name + "/" * p.is_dir() for p in tmp_path.iterdir() if p.name not in ("examples", "bin", "home"))
+    seen = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *written], cwd=ROOT,
+                          capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+    assert written and not [line for line in seen if line.startswith("::")], seen  # "::" = no ignore rule matched
     # prep: the example clip is kept with six views; train: checkpoints, a resume to step 30, an export that generates
     assert (tmp_path / "data" / "prep" / "manifest.parquet").is_file()
     assert len(list((tmp_path / "data" / "prep" / "assets").rglob("view*.png"))) == 6
