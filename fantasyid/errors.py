@@ -69,3 +69,8 @@ def require(module: str, extra: str, purpose: str = ""):
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc
+
+
+class BrokenInstallError(FantasyIDError):
+    """Installed packages that do not work together (a torch/torchvision pair built for each other's other
+    release): nothing the command was asked can run until they are reinstalled."""

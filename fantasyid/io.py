@@ -1,4 +1,4 @@
-"""Atomic file writes and mp4 export.
+"""Atomic file writes and mp4 export; output folders and server ports checked before anything slow.
 
 Every file fantasyid writes appears whole or not at all: it is written next to its destination under a temporary
 name and renamed into place (``os.replace`` is atomic on one file system). An interrupted run never leaves a
@@ -22,6 +22,7 @@ from .errors import InputError, require
 
 __all__ = [
     "atomic_path", "write_json", "write_text", "write_video", "sha256_file", "check_output_dir", "check_output_file",
+    "check_port",
 ]
 
 
@@ -153,3 +154,25 @@ def check_output_file(path: str | os.PathLike[str], option: str = "--out") -> Pa
         raise InputError(f"{option} '{path}' is a folder, not a file", hint="give a file name")
     _check_dir(path.parent, option, path, create=True)
     return path
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line naming ``--port``, a ``host:port`` a server could not listen on (taken by another
+    process, or an address not of this machine): checked before a model loads and before any "serving on" line."""
+    import errno
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InputError(f"--host {host!r} is not an address: {exc.strerror}", hint="e.g. --host 127.0.0.1") from exc
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closed port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(f"port {port} on {host} is in use (another server is listening there)",
+                                 hint=f"pass another port, e.g. --port {port + 1 if port < 65535 else 8080}") from exc
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                             hint="check --host (an address of this machine) and --port") from exc

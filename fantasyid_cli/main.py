@@ -34,6 +34,26 @@ def _flags_show_no_type() -> None:
 
 _flags_show_no_type()
 
+
+def _arguments_in_usage_as_click_writes_them() -> None:
+    """Typer writes a required argument as ``{config}`` in the usage line; show ``CONFIG`` (required) and
+    ``[RUNS]...`` (optional), as click and most command lines do."""
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument._usage_display_name, "fantasyid_usage", False):
+        return
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    _usage_display_name.fantasyid_usage = True
+    TyperArgument._usage_display_name = _usage_display_name
+
+
+_arguments_in_usage_as_click_writes_them()
+
 app = typer.Typer(
     name="fantasyid",
     help=(
@@ -75,14 +95,14 @@ from .commands.generate_cmd import generate  # noqa: E402  (imports no torch at 
 from .commands.edit_shape_cmd import edit_shape  # noqa: E402  (imports no torch at module level)
 
 from .commands.models_cmd import app as models_app  # noqa: E402
-from .commands.prep_cmd import prep_command  # noqa: E402  (imports no torch at module level)
+from .commands.prep_cmd import prep_app  # noqa: E402  (imports no torch at module level)
 
 app.command("generate", help=generate.__doc__)(generate)
 app.command("edit-shape", help=edit_shape.__doc__)(edit_shape)
 app.add_typer(models_app, name="models")
 
 app.command("eval")(eval_command)
-app.command("prep")(prep_command)
+app.add_typer(prep_app)
 
 from .commands.app_cmd import app_command  # noqa: E402  (imports no torch or gradio at module level)
 from .commands.study_cmd import app as study_app  # noqa: E402
@@ -96,7 +116,8 @@ app.command("train", help=train_command.__doc__)(train_command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the app; a :class:`fantasyid.errors.FantasyIDError` becomes one line plus a hint and exit code 1."""
+    """Run the app; a :class:`fantasyid.errors.FantasyIDError`, or a torch/torchvision pair that does not work
+    together, becomes one line plus a hint and exit code 1."""
     from fantasyid.errors import FantasyIDError
 
     try:
@@ -109,6 +130,13 @@ def main(argv: list[str] | None = None) -> None:
         if debug_enabled():
             raise
         fail("interrupted", code=130)
+    except Exception as exc:  # a torch/torchvision pair that does not fit: one line, whichever import hit it
+        from fantasyid.environment import torch_pair_error
+
+        problem = torch_pair_error(exc)
+        if problem is None:
+            raise
+        fail(problem.message, problem.hint)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m fantasyid_cli.main`

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -25,7 +25,7 @@ Width = Annotated[
 Fps = Annotated[
     int | None, typer.Option(help="Frames per second of the mp4.", show_default="8; a saved model: its own")
 ]
-Dtype = Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPU, fp32 on CPU).")]
+Dtype = Annotated[Literal["auto", "bf16", "fp16", "fp32"], typer.Option(help="auto: bf16 on GPU, fp32 on CPU.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 FacePack = Annotated[str, typer.Option(help="insightface pack for the released model.")]
 Flame = Annotated[Path | None, typer.Option(help="FLAME 2020 generic_model.pkl (licensed).")]

@@ -1,4 +1,9 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the test processes' threads.
+
+Every test process (each xdist worker too) and every subprocess a test starts computes on one thread: the
+environment below is set before torch is imported, so results do not depend on the machine's core count or the
+caller's shell (the README's ``python -m pytest -q -n 2`` passes as written; two workers fill two cores).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,33 @@ from pathlib import Path
 
 import pytest
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+for _variable in THREAD_VARIABLES:  # inherited by the subprocesses the tests start
+    os.environ[_variable] = "1"
+
+#: the reference fixtures shipped with the tests (golden outputs of the official code, the release's key layout)
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in this process, also where a plugin imported torch before the environment above was set."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The folder holding ``reference/`` (the release's checkpoint layout, the golden weight rule's keys): this
+    checkout's ``tests/fixtures``, shipped with it, so a user's run tests what CI tests. Missing, every test that uses
+    it fails, saying why.
+    """
+    if (FIXTURES / "reference" / "golden").is_dir():
+        return FIXTURES
+    pytest.fail(f"the reference fixtures are missing: {FIXTURES / 'reference'} (they are part of the repository: "
+                "restore them with git checkout -- tests/fixtures)", pytrace=False)  # fmt: skip
+
 
 def running_in_ci() -> bool:
     """True where the ``CI`` environment variable says so (``CI=true``, as CI services and ``.ci/run`` set it)."""
@@ -14,22 +46,25 @@ def running_in_ci() -> bool:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The project's shared reference folder (``../shared`` beside the repo, else ``$FANTASYID_SHARED``).
+def flame_golden_dir() -> Path:
+    """The golden files derived from FLAME (the release's ``transform.pkl``, the spirals built from it, the golden
+    inputs and outputs, whose vertices are FLAME's): FLAME's licence does not let the repository carry them, so they
+    are read from ``../shared/reference/golden`` beside the repo or ``$FANTASYID_SHARED/reference/golden``.
 
-    Tests that compare against the golden fixtures use it. In CI (``CI=true``) a missing folder fails them: a test
-    skipped in CI is a test that does not run. A user's clone without the folder skips them, saying why.
+    In CI (``CI=true``) a missing folder fails the tests that need it: a test skipped in CI is a test that does not
+    run. Elsewhere they skip, saying why.
     """
     candidates = [Path(__file__).resolve().parents[2] / "shared"]  # tests/ → repo → its parent
     if os.environ.get("FANTASYID_SHARED"):
         candidates.append(Path(os.environ["FANTASYID_SHARED"]))
     for candidate in candidates:
-        if (candidate / "reference").is_dir():
-            return candidate
+        if (candidate / "reference" / "golden" / "transform.pkl").is_file():
+            return candidate / "reference" / "golden"
     reason = (
-        "the shared reference folder (golden fixtures) was not found: looked for "
-        + " and ".join(str(c / "reference") for c in candidates)
-        + "; set FANTASYID_SHARED to the folder that holds reference/"
+        "the FLAME-derived golden files (transform.pkl, golden_io, golden_spirals; FLAME's licence keeps them out of "
+        "the repository) were not found: looked in "
+        + " and ".join(str(c / "reference" / "golden") for c in candidates)
+        + "; set FANTASYID_SHARED to the folder that holds reference/golden/"
     )
     if running_in_ci():
         pytest.fail(f"CI=true: {reason}", pytrace=False)

@@ -20,16 +20,42 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
     lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
-    lines = [line.split(" && ", 1)[1] if line.startswith("pip install -e") else line for line in lines]
+    lines = [line.split(" && ", 1)[1] if line.startswith("pip install") and " && " in line else line for line in lines]
     commands = [line for line in lines if not line.startswith(("pip install", "python -m pytest"))]
     assert all(line.startswith(("fantasyid ", "python examples/")) for line in commands), commands
     return commands
 
 
-def test_readme_has_the_cpu_torch_install_before_the_package():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
-    assert cpu in text and text.index(cpu) < text.index('pip install -e ".[all]"')
+def _pip_installs(lines: list[str]) -> list[list[str]]:
+    """The ``pip install`` commands among shell lines, as argument lists without ``python -m``, ``--quiet`` and the
+    CPU-wheel index (which only picks the CPU build of the same pinned versions)."""
+    import shlex
+
+    installs = []
+    for line in lines:
+        words = shlex.split(line.split(" && ")[0], comments=True)
+        words = words[2:] if words[:2] == ["python", "-m"] else words
+        if words[:2] != ["pip", "install"] or "--upgrade" in words:
+            continue
+        kept, skip = [], False
+        for word in words:
+            if skip or word == "--quiet":
+                skip = False
+                continue
+            skip = word == "--extra-index-url"
+            if not skip:
+                kept.append(word)
+        installs.append(kept)
+    return installs
+
+
+def test_readme_installs_what_ci_installs():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    readme = _pip_installs([line for block in blocks for line in block.splitlines()])
+    ci = _pip_installs((ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines())
+    assert readme == ci and len(ci) == 2, (readme, ci)
+    assert all(words[2:4] == ["-c", ".ci/constraints.txt"] for words in readme)  # the pinned versions, pair included
+    assert readme[0][4:] == ["torch", "torchvision"] and readme[1][4:] == ["-e", ".[all]"]
     assert len(readme_commands()) >= 9
 
 
@@ -53,7 +79,13 @@ def test_readme_commands_run_as_written(tmp_path):
     for folder in ("outputs", "outputs/beach", "outputs/wide", "outputs/edited"):
         assert (tmp_path / folder / "0000_astronaut_s42.mp4").is_file(), folder
     assert {p.name for p in (tmp_path / "runs" / "exp1").glob("*.mp4")} == {"smile.mp4", "turn.mp4"}
-    assert (tmp_path / "final.mp4").is_file() and (tmp_path / "eval" / "summary.json").is_file()
+    assert (tmp_path / "outputs" / "shapes" / "final.mp4").is_file()
+    assert (tmp_path / "outputs" / "eval" / "summary.json").is_file()
+    # run in a clone, the examples would leave nothing git sees: everything they wrote is under an ignored folder
+    written = sorted(p.name + "/" * p.is_dir() for p in tmp_path.iterdir() if p.name not in ("examples", "bin", "home"))
+    seen = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *written], cwd=ROOT,
+                          capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+    assert written and not [line for line in seen if line.startswith("::")], seen  # "::" = no ignore rule matched
     # prep: the example clip is kept with six views; train: checkpoints, a resume to step 30, an export that generates
     assert (tmp_path / "data" / "prep" / "manifest.parquet").is_file()
     assert len(list((tmp_path / "data" / "prep" / "assets").rglob("view*.png"))) == 6

@@ -68,7 +68,7 @@ class EditShapeRequest:
         if Path(self.out).suffix.lower() != ".npz":
             raise InputError(f"--out must be a .npz file, got '{self.out}'")
         if self.mesh is not None and Path(self.mesh).suffix.lower() not in MESH_SUFFIXES:
-            raise InputError(f"--mesh must end in .obj or .ply, got '{self.mesh}'")
+            raise InputError(f"--out-mesh must end in .obj or .ply, got '{self.mesh}'")
         if self.preview is not None and Path(self.preview).suffix.lower() != ".png":
             raise InputError(f"--preview must be a .png file, got '{self.preview}'")
         if self.mode not in (None, "paper", "released"):
@@ -236,7 +236,7 @@ def _device(name: str) -> str:
 def run_edit_shape(request: EditShapeRequest) -> EditShapeOutcome:
     """Read the face, apply the edits, write ``SHAPE.npz`` (and the mesh and preview when asked)."""
     notes: list[str] = []
-    for option, path in (("--out", request.out), ("--mesh", request.mesh), ("--preview", request.preview)):
+    for option, path in (("--out", request.out), ("--out-mesh", request.mesh), ("--preview", request.preview)):
         if path is not None:  # one line now, not a traceback after DECA ran
             check_output_file(path, option)
     device = _device(request.device)

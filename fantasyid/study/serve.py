@@ -21,7 +21,7 @@ from fantasyid.errors import InputError, require
 
 from .build import MEDIA_DIR, load_study
 
-__all__ = ["ANSWERS_FILE", "connect", "create_server_app", "serve_study", "answered_positions"]
+__all__ = ["ANSWERS_FILE", "check_study", "connect", "create_server_app", "serve_study", "answered_positions"]
 
 ANSWERS_FILE = "answers.sqlite"
 _SCHEMA = """
@@ -106,12 +106,28 @@ def _item_page(study: dict[str, Any], rater: dict[str, Any], position: int, done
     return _page(study["title"], body)
 
 
+def check_study(folder: str | Path) -> dict[str, Any]:
+    """``study.json`` of ``folder``, after checking that every photo and video its items show is in ``media/``: a
+    study whose media were not copied along would hand raters pages whose videos do not load."""
+    folder = Path(folder)
+    study = load_study(folder)
+    needed = sorted({name for item in study["items"].values() for name in (item["ref"], *item["videos"])})
+    missing = [name for name in needed if not (folder / MEDIA_DIR / name).is_file()]
+    if missing:
+        shown = ", ".join(f"{MEDIA_DIR}/{name}" for name in missing[:3]) + (", …" if len(missing) > 3 else "")
+        raise InputError(
+            f"study '{folder}' lacks {len(missing)} of its {len(needed)} media files ({shown}): not serving it",
+            hint=f"copy the whole study folder, {MEDIA_DIR}/ included, or build it again with fantasyid study build",
+        )
+    return study
+
+
 def create_server_app(folder: str | Path) -> Any:
-    """The FastAPI application serving the study in ``folder``."""
+    """The FastAPI application serving the study in ``folder`` (checked by :func:`check_study`)."""
     fastapi = require("fastapi", "study", "the study server")
     responses = require("fastapi.responses", "study", "the study server")
     folder = Path(folder)
-    study = load_study(folder)
+    study = check_study(folder)
     raters = {rater["token"]: rater for rater in study["raters"]}
     media = (folder / MEDIA_DIR).resolve()
     with closing(connect(folder)):

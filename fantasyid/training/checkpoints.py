@@ -17,7 +17,8 @@ from ..errors import CheckpointError
 from ..io import write_json
 from .config import TrainConfig, config_differences, config_hash, config_to_dict
 
-__all__ = ["checkpoint_dir", "list_checkpoints", "find_resume", "save_checkpoint", "read_trainer_state"]
+__all__ = ["checkpoint_dir", "list_checkpoints", "resume_checkpoint", "find_resume", "save_checkpoint",
+           "read_trainer_state"]
 
 STATE_FILE = "trainer_state.json"
 
@@ -46,31 +47,45 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     return json.loads(state_file.read_text())
 
 
-def find_resume(resume: str | None, config: TrainConfig, manifest_sha256: str) -> tuple[Path | None, int]:
-    """The checkpoint to resume (``None``: start fresh) and its step, after checking it fits ``config``.
+def resume_checkpoint(resume: str | None, output_dir: str | Path) -> Path | None:
+    """The checkpoint folder ``resume`` names (``None``: a fresh start), checked before anything slow.
 
-    ``resume``: ``None``, ``"latest"`` (the newest complete checkpoint of ``config.output_dir``; a fresh start when
-    there is none) or a checkpoint folder.
+    ``resume``: ``None`` (a fresh start; refused where ``output_dir`` already holds checkpoints), ``"latest"`` (the
+    newest complete checkpoint of ``output_dir``; an error when there is none), ``"auto"`` (the newest if any, else a
+    fresh start: for job scripts that are requeued) or a checkpoint folder.
     """
+    found = list_checkpoints(output_dir)
     if resume is None:
-        existing = list_checkpoints(config.output_dir)
-        if existing:  # a fresh start here would mix its checkpoints with the older run's
+        if found:  # a fresh start here would mix its checkpoints with the older run's
             raise CheckpointError(
-                f"'{config.output_dir}' already holds checkpoints of a run (up to step {existing[-1][0]})",
+                f"'{output_dir}' already holds checkpoints of a run (up to step {found[-1][0]})",
                 hint="continue it with --resume latest, or start a new run in another output_dir "
                      "(--set output_dir=…)",
             )
+        return None
+    if resume in ("latest", "auto"):
+        if not found and resume == "latest":
+            raise CheckpointError(
+                f"--resume latest: no checkpoint in '{checkpoint_dir(output_dir)}' (is --output-dir the run's?)",
+                hint="start the run without --resume, or use --resume auto (newest checkpoint if any, else a fresh "
+                     "start)",
+            )
+        return found[-1][1] if found else None
+    path = Path(resume)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint '{path}' does not exist",
+                              hint="use --resume latest or a checkpoint-N folder")  # fmt: skip
+    return path
+
+
+def find_resume(resume: str | None, config: TrainConfig, manifest_sha256: str) -> tuple[Path | None, int]:
+    """The checkpoint to resume (``None``: start fresh) and its step, after checking it fits ``config``.
+
+    ``resume``: as :func:`resume_checkpoint`.
+    """
+    path = resume_checkpoint(resume, config.output_dir)
+    if path is None:
         return None, 0
-    if resume == "latest":
-        found = list_checkpoints(config.output_dir)
-        if not found:
-            return None, 0
-        path = found[-1][1]
-    else:
-        path = Path(resume)
-        if not path.is_dir():
-            raise CheckpointError(f"checkpoint '{path}' does not exist",
-                                  hint="use --resume latest or a checkpoint-N folder")
     state = read_trainer_state(path)
     differences = config_differences(state.get("config", {}), config)
     if differences:

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..errors import ConfigError, require
 
-__all__ = ["TrainConfig", "load_config", "apply_overrides", "config_from_dict", "config_to_dict", "config_hash"]
+__all__ = ["TrainConfig", "load_config", "apply_overrides", "config_from_dict", "config_to_dict", "config_hash",
+           "config_reference"]
 
 
 @dataclass
@@ -312,6 +313,55 @@ def dump_config(config: TrainConfig, command: str | None = None) -> str:
     yaml = require("yaml", "train", "writing training configs")
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     return (f"# {command}\n" if command else "") + text
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """A config dataclass's ``#:`` comments (the lines before a field and the end of its own line), by field name."""
+    import inspect
+    import re
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("def ") or stripped.startswith("@"):
+            break
+        if stripped.startswith("#:"):
+            pending.append(stripped[2:].strip())
+            continue
+        declared = re.match(r"(\w+)\s*:", stripped)
+        if declared and declared.group(1) in names:
+            own = stripped.partition("#:")[2].strip()
+            text = " ".join([*pending, own]).strip()
+            if text:
+                docs[declared.group(1)] = text.replace("``", "`")
+        pending = []
+    return docs
+
+
+def config_reference() -> str:
+    """Every config key with its default and what it does, as YAML that loads to the defaults (``fantasyid train
+    --show-config``)."""
+    yaml = require("yaml", "train", "writing training configs")
+
+    def entry(owner: type, name: str, value: Any, indent: str) -> list[str]:
+        doc = field_docs(owner).get(name)
+        text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10**6).strip()[1:-1]
+        return ([f"{indent}# {doc}"] if doc else []) + [f"{indent}{name}: {text}"]  # [value] → value, in YAML
+
+    lines = ["# Every key of a `fantasyid train` config, with its default. A config file sets the keys it changes;",
+             "# `--set section.key=value` overrides one from the command line.", ""]  # fmt: skip
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += ["", f"{f.name}:"]
+            for g in dataclasses.fields(value):
+                lines += entry(type(value), g.name, getattr(value, g.name), "  ")
+        else:
+            lines += entry(TrainConfig, f.name, value, "")
+    return "\n".join(lines) + "\n"
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

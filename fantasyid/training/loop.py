@@ -110,7 +110,8 @@ def train(
     console=None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train with ``config`` (validated), resuming from ``resume`` (``"latest"`` or a checkpoint folder)."""
+    """Train with ``config`` (validated), resuming from ``resume`` (``"latest"``, ``"auto"`` or a checkpoint folder:
+    see :func:`~fantasyid.training.checkpoints.resume_checkpoint`)."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
@@ -141,6 +142,8 @@ def train(
 
         cache = dataset.cache = open_cache(config, components, dataset.rows, state.device)
     resume_path, start_step = find_resume(resume, config, dataset.sha256)
+    if resume == "auto" and resume_path is None and state.is_main_process:
+        _print(console, f"[yellow]note:[/] --resume auto: no checkpoint in '{out}/checkpoints', starting at step 0")
     if start_step >= t.max_steps:
         raise TrainingError(f"the checkpoint is at step {start_step}, train.max_steps is {t.max_steps}: nothing to do",
                             hint="raise train.max_steps (e.g. --set train.max_steps=N)")

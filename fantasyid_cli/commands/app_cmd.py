@@ -51,6 +51,9 @@ def app_command(
 
       fantasyid app --host 0.0.0.0                  # reachable from the network (no login: trusted networks only)
     """
+    from fantasyid.io import check_port
+
+    check_port(host, port)  # before the model loads and before "serving on"
     from fantasyid.app import AppBackend, AppConfig
     from fantasyid.app.ui import require_gradio, launch_app
 

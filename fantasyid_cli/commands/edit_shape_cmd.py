@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from ..console import console, debug_enabled, err_console, fail
-from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Seed, Steps, Width
+from ..options import Deca, Device, Dtype, FacePack, Flame, Fps, Frames, Guidance, Height, Steps, Width
 
 EXAMPLES = (
     "\nExamples:\n\n"
     "  fantasyid edit-shape --ref me.png --face-width +8% --jaw-sharpness +3 --out wide.npz --preview wide.png\n\n"
-    "  fantasyid edit-shape --shape wide.npz --chin-length -2mm --mesh narrow_chin.obj --out chin.npz\n\n"
+    "  fantasyid edit-shape --shape wide.npz --chin-length -2mm --out-mesh narrow_chin.obj --out chin.npz\n\n"
     "  fantasyid edit-shape --ref me.png --edit cheek_fullness=+1sd --generate --prompt \"a man smiles\"\n\n"
     "  fantasyid generate --ref me.png --prompt \"…\" --shape wide.npz      # use a saved edit later\n\n"
     "  fantasyid edit-shape --model tiny --ref me.png --face-width +5% --generate --prompt \"…\"   # CPU dry run\n\n"
@@ -51,13 +51,16 @@ def edit_shape(
         typer.Option(metavar="TRAIT=CHANGE", help="Any trait, repeatable (e.g. chin_length=+3mm).", show_default=False),
     ] = None,
     out: Annotated[Path, typer.Option(help="SHAPE.npz to write (what generate --shape reads).")] = Path("shape.npz"),
-    mesh: Annotated[Path | None, typer.Option(help="Also write the edited mesh: OUT.obj or OUT.ply.")] = None,
+    out_mesh: Annotated[
+        Path | None, typer.Option("--out-mesh", help="Also write the edited mesh: OUT.obj or OUT.ply.")
+    ] = None,
+    old_mesh: Annotated[Path | None, typer.Option("--mesh", hidden=True, help="Deprecated: --out-mesh.")] = None,
     preview: Annotated[
         Path | None, typer.Option(help="Also write OUT.png: original and edited, front and side.")
     ] = None,
     mode: Annotated[
-        str | None,
-        typer.Option(help="paper (shape only) | released (shape + expression + pose); default: released, or the shape "
+        Literal["released", "paper"] | None,
+        typer.Option(help="released: shape + expression + pose; paper: shape only. Default: released, or the shape "
                      "file's."),
     ] = None,
     model: Annotated[
@@ -82,7 +85,7 @@ def edit_shape(
     videos: Annotated[
         Path | None, typer.Option(help="Folder for the mp4 and its sidecar.", show_default="the folder of --out")
     ] = None,
-    seed: Seed = 42,
+    seed: Annotated[int, typer.Option(help="Seed of the video (with --generate).")] = 42,
     steps: Steps = None,
     guidance: Guidance = None,
     frames: Frames = None,
@@ -98,6 +101,11 @@ def edit_shape(
     if list_traits:
         _print_traits()
         return
+    if old_mesh is not None:
+        if out_mesh is not None:
+            fail("--mesh is the old name of --out-mesh: give only --out-mesh", code=2)
+        err_console.print("[yellow]note:[/] --mesh is now --out-mesh (the edited mesh to write)", highlight=False)
+        out_mesh = old_mesh
     if ref is None and shape is None:
         fail("give the face: --ref PHOTO or --shape SHAPE.npz", code=2)
     if prompt is not None and not generate:
@@ -109,7 +117,7 @@ def edit_shape(
     from fantasyid.editing.run import EditShapeRequest, run_edit_shape
     from fantasyid.io import check_output_dir
 
-    if generate:  # the video's folder is checked before anything slow, like --out, --mesh and --preview
+    if generate:  # the video's folder is checked before anything slow, like --out, --out-mesh and --preview
         check_output_dir(videos if videos is not None else out.parent, "--videos")
 
     options = {"face_width": face_width, "jaw_width": jaw_width, "jaw_sharpness": jaw_sharpness,
@@ -118,7 +126,7 @@ def edit_shape(
     edits = [parse_edit(name, text) for name, text in options.items() if text is not None]
     edits += [parse_assignment(text) for text in edit or []]
     request = EditShapeRequest(
-        edits=edits, out=out, ref=ref, shape=shape, mesh=mesh, preview=preview, mode=mode, model=model, flame=flame,
+        edits=edits, out=out, ref=ref, shape=shape, mesh=out_mesh, preview=preview, mode=mode, model=model, flame=flame,
         deca=deca, landmarks=landmarks, face_pack=face_pack, face_root=face_root, device=device, bound=bound,
         max_change=max_change,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -48,7 +48,7 @@ def eval_command(
         Path | None,
         typer.Option("--face-root", help="Model root holding models/<pack>/ (default: $FANTASYID_HOME)."),
     ] = None,
-    flow: Annotated[str, typer.Option("--flow", help="Optical flow for FM: farneback or dis.")] = "farneback",
+    flow: Annotated[Literal["farneback", "dis"], typer.Option("--flow", help="Optical flow for FM.")] = "farneback",
     names: Annotated[
         str | None,
         typer.Option("--names", help="Comma-separated table labels, one per run (default: folder names)."),
@@ -62,8 +62,8 @@ def eval_command(
         typer.Option("--workers", "-j", min=1, help="Videos evaluated at once (default: one per CPU core)."),
     ] = None,
     fid_backend: Annotated[
-        str,
-        typer.Option("--fid-backend", help="FID Inception runtime: onnxruntime (fp32, fast) or torchscript."),
+        Literal["onnxruntime", "torchscript"],
+        typer.Option("--fid-backend", help="FID Inception runtime (onnxruntime: fp32, fast)."),
     ] = "onnxruntime",
     det_size: Annotated[
         int,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -51,7 +51,8 @@ def generate(
     out: Annotated[Path, typer.Option(help="Output folder for the mp4 files and their JSON sidecars.")] = Path("outputs"),
     model: Annotated[str, typer.Option(help="released | tiny | PATH to a checkpoint folder.")] = "released",
     variant: Annotated[
-        str | None, typer.Option(help="released | paper; default: the checkpoint's (paper needs a paper checkpoint).")
+        Literal["released", "paper"] | None,
+        typer.Option(help="Identity branch; default: the checkpoint's (paper needs a paper checkpoint).")
     ] = None,
     seed: Seed = 42,
     steps: Steps = None,

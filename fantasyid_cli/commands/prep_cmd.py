@@ -1,32 +1,55 @@
 """``fantasyid prep``: raw videos → training manifest; ``fantasyid prep merge OUT`` joins the shards and reports.
 
 A thin shell over :func:`fantasyid.data.runner.run_prep` and :func:`fantasyid.data.report.merge_shards`; nothing
-heavy is imported until the command runs.
+heavy is imported until the command runs. ``prep`` is a group whose one subcommand is ``merge``; anything else
+(``fantasyid prep VIDEOS --out D``, ``fantasyid prep --help``) goes to the prep command itself.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperGroup
 
 from ..console import console, err_console
 from ..options import Deca, Flame
+
+
+class PrepGroup(TyperGroup):
+    """``prep merge …`` runs the merge subcommand; every other command line runs :func:`prep_command` under the
+    name ``prep`` (so a folder of videos is never taken for a subcommand unless it is spelled ``merge``: write
+    ``./merge`` for that one)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: a (typer-vendored) click Context
+        if args and args[0] in self.commands:
+            return super().parse_args(ctx, args)
+        ctx._protected_args, ctx.args = [], list(args)  # the default command parses them, --help included
+        return ctx.args
+
+    def invoke(self, ctx: Any) -> Any:
+        if ctx._protected_args:
+            return super().invoke(ctx)
+        command = typer.main.get_command(_prep_app)
+        with command.make_context(ctx.info_name, ctx.args, parent=ctx.parent) as sub_ctx:
+            return command.invoke(sub_ctx)
 
 
 def prep_command(
     inputs: Annotated[
         list[str],
         typer.Argument(help="Folders of videos, video files, or lists (.txt / .csv / .parquet with a 'path' column). "
-                            "'merge OUT' merges the shards of OUT.", show_default=False, metavar="VIDEOS"),
+                            "A folder named merge: write ./merge.", show_default=False, metavar="VIDEOS"),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (shards, assets, manifest).")] = None,
     captions: Annotated[
         Path | None, typer.Option(help="CSV (path,caption) or JSONL of captions; else a .txt beside each video.")
     ] = None,
-    clips: Annotated[str, typer.Option(help="fixed: back-to-back windows; scenes: PySceneDetect shots.")] = "fixed",
+    clips: Annotated[
+        Literal["fixed", "scenes"], typer.Option(help="fixed: back-to-back windows; scenes: PySceneDetect shots.")
+    ] = "fixed",
     frames: Annotated[int, typer.Option("--frames", help="Training frames per clip.")] = 49,
     fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
     max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
@@ -44,8 +67,8 @@ def prep_command(
     face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = (
         "buffalo_sc"
     ),
-    face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/ [default: "
-                                                        "$FANTASYID_HOME].")] = None,
+    face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/.",
+                                                   show_default="$FANTASYID_HOME")] = None,
     deca: Deca = None,
     flame: Flame = None,
     captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
@@ -54,13 +77,13 @@ def prep_command(
     caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 60,
     require_caption: Annotated[bool, typer.Option(help="Reject clips that end without a caption.")] = False,
     device: Annotated[str, typer.Option(help="DECA and captioner device: cpu, cuda, cuda:N or auto.")] = "cpu",
-    engine: Annotated[str, typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
+    engine: Annotated[Literal["local", "ray"], typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
     workers: Annotated[int, typer.Option(help="Worker processes (local) or actors per stage (ray).")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (default: start a local one).")] = None,
-    shard: Annotated[int | None, typer.Option(help="Run one shard [default: $SLURM_ARRAY_TASK_ID or $RANK; "
-                                                   "else all].")] = None,
-    num_shards: Annotated[int | None, typer.Option(help="Number of shards [default: $SLURM_ARRAY_TASK_COUNT or "
-                                                        "$WORLD_SIZE; else 1].")] = None,
+    shard: Annotated[int | None, typer.Option(help="Run one shard.",
+                                              show_default="$SLURM_ARRAY_TASK_ID or $RANK; else all")] = None,
+    num_shards: Annotated[int | None, typer.Option(help="Number of shards.",
+                                                   show_default="$SLURM_ARRAY_TASK_COUNT or $WORLD_SIZE; else 1")] = None,
 ) -> None:
     """Turn raw videos of people into a training manifest, filtered as the paper does.
 
@@ -68,8 +91,8 @@ def prep_command(
     carry no text; each kept clip gets its six most different face views (512-px aligned crops), FLAME shape and
     vertices (with --deca/--flame) and a caption. Every clip's numbers are recorded, kept or not.
 
-    Output: OUT/shards/NNNNN.parquet; then `fantasyid prep merge OUT` writes OUT/manifest.parquet and OUT/report.md.
-    A rerun resumes: finished shards and clips are skipped.
+    Output: OUT/shards/NNNNN.parquet; then `fantasyid prep merge OUT` writes OUT/manifest.parquet and OUT/report.md
+    (`fantasyid prep merge --help`). A rerun resumes: finished shards and clips are skipped.
 
     Examples:
 
@@ -85,11 +108,6 @@ def prep_command(
     """
     from fantasyid.errors import ConfigError
 
-    if inputs and inputs[0] == "merge":
-        if len(inputs) != 2 or out is not None:
-            raise typer.BadParameter("use: fantasyid prep merge OUT", param_hint="INPUTS")
-        _merge(Path(inputs[1]))
-        return
     if out is None:
         raise typer.BadParameter("--out is required (the folder for shards, assets and the manifest)",
                                  param_hint="--out")  # fmt: skip
@@ -133,7 +151,20 @@ def prep_command(
     )
 
 
-def _merge(out: Path) -> None:
+def merge_command(
+    out: Annotated[Path, typer.Argument(help="The --out folder of `fantasyid prep` (its shards/).", metavar="OUT")],
+) -> None:
+    """Join the shards of OUT into OUT/manifest.parquet and write OUT/report.md.
+
+    The report says how many clips were kept and why the others were rejected. Run it after every shard has
+    finished; it can be run again after more shards finish.
+
+    Examples:
+
+      fantasyid prep videos/ --out data/ && fantasyid prep merge data/
+
+      sbatch --array=0-63 --wrap "fantasyid prep videos/ --out data/"; fantasyid prep merge data/   # after the array
+    """
     from fantasyid.data.manifest import read_manifest
     from fantasyid.data.report import merge_shards, reasons_table
 
@@ -178,3 +209,13 @@ class _RichProgress:
 
     def video(self) -> None:
         self.progress.advance(self.task)
+
+
+_prep_app = typer.Typer(add_completion=False, rich_markup_mode="rich")
+_prep_app.command("prep", no_args_is_help=True)(prep_command)
+
+prep_app = typer.Typer(
+    cls=PrepGroup, name="prep", help="Turn raw videos of people into a training manifest (and `prep merge` the shards).",
+    add_completion=False, rich_markup_mode="rich",
+)
+prep_app.command("merge")(merge_command)

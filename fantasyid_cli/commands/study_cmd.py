@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -26,7 +26,9 @@ def build(
     names: Annotated[
         str | None, typer.Option(help="Comma-separated method names, one per run (default: folder names).")
     ] = None,
-    design: Annotated[str, typer.Option(help="single (one video per item) or pair (videos A and B).")] = "single",
+    design: Annotated[
+        Literal["single", "pair"], typer.Option(help="single: one video per item; pair: videos A and B.")
+    ] = "single",
     raters: Annotated[int, typer.Option(help="Number of rater links (the paper had 32).")] = 32,
     attention_checks: Annotated[
         int, typer.Option(help="Items shown twice per rater, to spot careless raters.")
@@ -75,8 +77,11 @@ def serve(
 
       fantasyid study serve study/ --host 0.0.0.0 --port 8080 --base-url http://lab-pc:8080
     """
-    from fantasyid.study.serve import rater_links, serve_study
+    from fantasyid.io import check_port
+    from fantasyid.study.serve import check_study, rater_links, serve_study
 
+    check_study(study)  # every video and photo is there, and the port is free, before any link is handed out
+    check_port(host, port)
     for rater, link in rater_links(study, base_url or f"http://{host}:{port}"):
         console.print(f"{rater}  {link}", highlight=False, soft_wrap=True)
     serve_study(study, host=host, port=port)

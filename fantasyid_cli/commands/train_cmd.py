@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,8 @@ Examples:
 
   fantasyid train examples/train/tiny.yaml --set optim.lr=1e-4 --set train.max_steps=50
 
+  fantasyid train --show-config        # every config key, its default and what it does
+
   fantasyid train examples/train/tiny.yaml --resume latest        # after a crash, Ctrl-C or a time limit
 
   fantasyid train examples/train/tiny.yaml --export-only --resume latest   # export the newest checkpoint
@@ -24,11 +27,19 @@ Examples:
   fantasyid train examples/train/tiny.yaml --precompute --set data.windows=3   # cache latents + T5, then train
 
   accelerate launch --config_file examples/train/accelerate/ddp-8gpu.yaml -m fantasyid_cli train \\
-      examples/train/fantasyid-5b.yaml --resume latest
+      examples/train/fantasyid-5b.yaml --resume auto      # a requeued job: the newest checkpoint, if any
 
 The run folder (output_dir) gets config.yaml, log.jsonl, tensorboard/, checkpoints/checkpoint-N/ and export/ (a
 folder `fantasyid generate --model PATH` takes). Ctrl-C finishes the step, saves a checkpoint and exits (code 130).
 """
+
+
+def _show_config(value: bool) -> None:
+    if value:
+        from fantasyid.training.config import config_reference
+
+        typer.echo(config_reference(), nl=False)
+        raise typer.Exit()
 
 
 def train_command(
@@ -37,18 +48,26 @@ def train_command(
         list[str] | None, typer.Option("--set", help="Override a config field: section.key=value (repeatable).")
     ] = None,
     resume: Annotated[
-        str | None, typer.Option(help="'latest' (newest checkpoint of the run, if any) or a checkpoint folder.")
+        str | None,
+        typer.Option(help="latest: the run's newest checkpoint (an error if none); auto: the newest if any, else a "
+                          "fresh start; or a checkpoint folder."),
     ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Run folder (overrides output_dir).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides train.max_steps).")] = None,
     export_only: Annotated[
-        bool, typer.Option(help="Only export the checkpoint given by --resume as a generate folder.")
+        bool, typer.Option("--export-only", help="Only export the checkpoint given by --resume as a generate folder.")
     ] = False,
     precompute: Annotated[
-        bool, typer.Option(help="Encode VAE latents and T5 states into data.cache (default OUTPUT/cache; resumes, "
+        bool, typer.Option("--precompute", help="Encode VAE latents and T5 states into data.cache (default OUTPUT/cache; resumes, "
                            "rebuilds on changed settings), then train from it.")
     ] = False,
-    precompute_only: Annotated[bool, typer.Option(help="Build the cache as --precompute does, then stop.")] = False,
+    precompute_only: Annotated[
+        bool, typer.Option("--precompute-only", help="Build the cache as --precompute does, then stop.")
+    ] = False,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", callback=_show_config, is_eager=True,
+                           help="Print every config key with its default and what it does (YAML), and exit.")
+    ] = False,
 ) -> None:
     """Train FantasyID on a `fantasyid prep` manifest: resumable, checkpointed, exported for generate."""
     from fantasyid.training.config import load_config
@@ -61,6 +80,10 @@ def train_command(
     if export_only and resume is None:
         fail("--export-only needs --resume latest or a checkpoint folder", code=2)
     cfg = load_config(config, overrides)
+    if not precompute_only:  # a --resume that names nothing is refused before anything slow
+        from fantasyid.training.checkpoints import resume_checkpoint
+
+        resume_checkpoint(resume, cfg.output_dir)
     command = "fantasyid train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"fantasyid train {config}"
 
     if export_only:
@@ -102,8 +125,22 @@ def train_command(
     if result.export is not None:
         console.print(f"export: {result.export}  (fantasyid generate --model {result.export} …)")
     if result.status == "interrupted":
-        console.print(f"resume with: fantasyid train {config} --resume latest")
+        again = _resume_command(config, list(set_ or []), cfg.output_dir, max_steps, precompute)
+        console.print(f"resume with: {again}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
+
+
+def _resume_command(config: Path, sets: list[str], output_dir: str, max_steps: int | None, precompute: bool) -> str:
+    """The command that resumes this run: its config, every --set, its run folder, --resume latest."""
+    parts = ["fantasyid", "train", str(config)]
+    for item in sets:
+        parts += ["--set", item]
+    parts += ["--output-dir", str(output_dir)]
+    if max_steps is not None:
+        parts += ["--max-steps", str(max_steps)]
+    if precompute:
+        parts.append("--precompute")
+    return shlex.join([*parts, "--resume", "latest"])
 
 
 def _mb(size: float) -> str:

@@ -82,7 +82,7 @@ def test_edit_shape_outputs_fail_before_reading_the_face(photo, tmp_path, capsys
     base = ["edit-shape", "--model", "tiny", "--ref", str(photo), "--face-width", "+5%"]
     for extra, message in [
         (["--out", str(tmp_path / "file.txt" / "s.npz")], "--out '"),
-        (["--out", str(tmp_path / "s.npz"), "--mesh", str(tmp_path / "file.txt" / "m.obj")], "--mesh '"),
+        (["--out", str(tmp_path / "s.npz"), "--out-mesh", str(tmp_path / "file.txt" / "m.obj")], "--out-mesh '"),
         (["--out", str(tmp_path / "s.npz"), "--preview", str(UNWRITABLE / "p.png")], "--preview '"),
         (["--out", str(tmp_path / "s.npz"), "--generate", "--prompt", "hi", "--videos", str(tmp_path / "file.txt")],
          "--videos '"),

@@ -38,7 +38,7 @@ def end_to_end(photo, tmp_path_factory):
         patch.setenv("FANTASYID_HOME", str(tmp_path_factory.getbasetemp() / "fantasyid-home"))
         result = runner.invoke(app, [
             "edit-shape", "--model", "tiny", "--ref", str(photo), "--face-width", "+5%", "--out",
-            str(out / "wide.npz"), "--mesh", str(out / "wide.obj"), "--preview", str(out / "wide.png"),
+            str(out / "wide.npz"), "--out-mesh", str(out / "wide.obj"), "--preview", str(out / "wide.png"),
             "--generate", "--prompt", "a woman smiles", "--seed", "3", "--device", "cpu",
         ])  # fmt: skip
     return result, out

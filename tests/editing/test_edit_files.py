@@ -141,7 +141,7 @@ def test_requests_are_checked_up_front(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         EditShapeRequest(edits=[], out=tmp_path / "o.npz", ref=tmp_path / "missing.png")
     (tmp_path / "me.png").write_bytes(b"")
-    with pytest.raises(InputError, match="--mesh must end"):
+    with pytest.raises(InputError, match="--out-mesh must end"):
         EditShapeRequest(edits=[], out=tmp_path / "o.npz", ref=tmp_path / "me.png", mesh=tmp_path / "m.stl")
     with pytest.raises(InputError, match="--out must be a .npz"):
         EditShapeRequest(edits=[], out=tmp_path / "o.npy", ref=tmp_path / "me.png")

@@ -24,7 +24,7 @@ from fantasyid.face.eva_clip import (
     preprocess,
 )
 
-LAYOUT_JSON = Path("/work/shared/reference/official_checkpoint_layout.json")
+LAYOUT_JSON = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "official_checkpoint_layout.json"
 TINY = EvaClipConfig.tiny()
 
 

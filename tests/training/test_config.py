@@ -102,4 +102,4 @@ def test_slurm_script_is_valid_bash():
     script = EXAMPLES / "slurm" / "train.sbatch"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
-    assert "accelerate launch" in text and "--machine_rank" in text and "--resume latest" in text
+    assert "accelerate launch" in text and "--machine_rank" in text and "--resume auto" in text
