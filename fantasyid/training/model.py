@@ -30,6 +30,8 @@ class TrainModule(nn.Module):
 
     def __init__(self, transformer, identity: IdentityBranch | None):
         super().__init__()
+        # FSDP's unit of sharding (accelerate's TRANSFORMER_BASED_WRAP reads it): the model's own block classes
+        self._no_split_modules = list(getattr(transformer, "_no_split_modules", None) or [])
         self.transformer = transformer
         self.identity = identity
 
