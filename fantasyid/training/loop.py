@@ -143,7 +143,7 @@ def train(
     clip_size = components.image_encoder.config.image_size
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
-                          holdout=d.holdout, reader=d.reader, windows=d.windows)
+                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant)
     cache = None
     if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
         from .cache import open_cache

@@ -118,6 +118,14 @@ def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[s
     if not (folder / "transformer").is_dir():
         raise ConfigError(f"'{folder}' is not a CogVideoX diffusers folder (no transformer/)",
                           hint="download THUDM/CogVideoX-5b-I2V and point model.init=cogvideox:PATH at it")
+    transformer_config_file = folder / "transformer" / "config.json"
+    if transformer_config_file.is_file():
+        import json
+
+        if json.loads(transformer_config_file.read_text()).get("patch_size_t") is not None:
+            raise ConfigError(f"'{folder}' is CogVideoX 1.5 (patch_size_t set): FantasyID builds on "
+                              "CogVideoX-5B-I2V 1.0",
+                              hint="point model.init=cogvideox:PATH at a THUDM/CogVideoX-5b-I2V folder")
     for key in ("eva_clip", "mesh"):
         value = getattr(config, key)
         if not value or not Path(value).is_file():
