@@ -126,7 +126,7 @@ def train(
 
     from ..data.dataset import ClipDataset, collate_items
     from .checkpoints import find_resume, save_checkpoint
-    from .model import build_components, trainable_parameters
+    from .model import build_components, parameter_groups
     from .sampler import StepBatchSampler
     from .step import compute_loss, frozen_dtype, prepare_inputs
 
@@ -169,7 +169,7 @@ def train(
         frozen.to(device, weight_dtype)
     module = components.module
     o = config.optim
-    optimizer = torch.optim.AdamW([p for _, p in trainable_parameters(module)], lr=o.lr, betas=(o.beta1, o.beta2),
+    optimizer = torch.optim.AdamW(parameter_groups(module, o.lr, o.identity_lr), lr=o.lr, betas=(o.beta1, o.beta2),
                                   weight_decay=o.weight_decay, eps=o.eps)
     lr_schedule = get_scheduler(o.scheduler, optimizer, num_warmup_steps=o.warmup_steps,
                                 num_training_steps=t.max_steps, num_cycles=o.num_cycles)

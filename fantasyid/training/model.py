@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .ablations import IdentityBranch, drop_layer_refiner, use_qformer
 from .config import ModelConfig
 
-__all__ = ["TrainComponents", "TrainModule", "build_components", "trainable_parameters"]
+__all__ = ["TrainComponents", "TrainModule", "build_components", "parameter_groups", "trainable_parameters"]
 
 #: LoRA targets: the backbone's self-attention projections only (the identity attention trains fully).
 LORA_TARGETS = r"^transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)$"
@@ -198,3 +198,18 @@ def build_components(config: ModelConfig, seed: int = 0) -> TrainComponents:
 def trainable_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Named parameters that train, in a fixed order."""
     return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+#: the identity modules' parameter names in :class:`TrainModule` (face encoder; identity attention with F_l)
+IDENTITY_PREFIXES = ("identity.", "transformer.identity_attention.")
+
+
+def parameter_groups(module: nn.Module, lr: float, identity_lr: float | None) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one at ``lr``; with ``identity_lr``, the identity modules in their own group."""
+    named = trainable_parameters(module)
+    if identity_lr is None:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    backbone = [p for name, p in named if not name.startswith(IDENTITY_PREFIXES)]
+    identity = [p for name, p in named if name.startswith(IDENTITY_PREFIXES)]
+    return [group for group in ({"params": backbone, "lr": lr}, {"params": identity, "lr": identity_lr})
+            if group["params"]]
