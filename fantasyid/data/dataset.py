@@ -85,6 +85,7 @@ class ClipDataset(torch.utils.data.Dataset):
         split: str = "train",
         windows: int = 0,
         cache=None,
+        shape_mode: str | None = None,
     ):
         self.manifest = Path(manifest)
         table = kept_clips(read_manifest(self.manifest))  # in manifest order: the same wherever the data lives
@@ -103,6 +104,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.frames, self.height, self.width, self.fps = frames, height, width, fps
         self.views, self.clip_image_size, self.num_vertices = views, clip_image_size, num_vertices
         self.seed, self.reader, self.windows = seed, reader, windows
+        #: the variant's vertex mode (``paper``: shape only from DECA's crop; ``released``: shape, expression and
+        #: pose): a shape file recording the other mode is refused (the vertices would mean something else)
+        self.shape_mode = shape_mode
         self.cache = cache  #: a :class:`fantasyid.training.cache.LatentCache`: latents and T5 states come from it
         self._video_processor = None
 
@@ -193,8 +197,15 @@ class ClipDataset(torch.utils.data.Dataset):
         try:
             with np.load(path, allow_pickle=False) as data:
                 vertices = np.asarray(data["vertices"][view_index], dtype=np.float32)  # (V, 3)
+                recorded = str(data["mode"]) if "mode" in data.files else None
         except (OSError, KeyError, ValueError, IndexError) as exc:
             raise InputError(f"shape file '{path}' has no vertices for view {view_index} ({exc})") from exc
+        if self.shape_mode is not None and recorded is not None and recorded != self.shape_mode:
+            raise ConfigError(
+                f"shape file '{path}' holds {recorded}-mode vertices; model.variant={self.shape_mode} needs "
+                f"{self.shape_mode}-mode vertices (train/inference mismatch)",
+                hint=f"set model.variant={recorded}, or prep the data for the {self.shape_mode} variant",
+            )
         if self.num_vertices is not None and vertices.shape != (self.num_vertices, 3):
             raise ConfigError(
                 f"shape file '{path}' has vertices {vertices.shape}; the identity encoder needs "

@@ -246,7 +246,7 @@ class ShapeStage:
             vertices = self.model.flame.shape_only(codes.shape)  # (V, N, 3)
         path = asset_dir(self.out_dir, record.id) / "shape.npz"
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, shape=codes.shape.float().cpu().numpy(),
+            np.savez(handle, shape=codes.shape.float().cpu().numpy(), mode=np.array("paper"),
                      vertices=vertices.float().cpu().numpy().astype(np.float16))  # fmt: skip
         record.row["shape_file"] = path.relative_to(self.out_dir).as_posix()
         record.row["shape_status"] = "done"

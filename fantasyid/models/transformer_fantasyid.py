@@ -215,6 +215,9 @@ class FantasyIDTransformer3DModel(CogVideoXTransformer3DModel):
     With ``identity_tokens=None`` and no cache, :meth:`forward` computes exactly CogVideoX.
     """
 
+    #: FSDP units (and device-map boundaries): the blocks this model really holds, not CogVideoX's CogVideoXBlock
+    _no_split_modules = ["FantasyIDBlock", "CogVideoXPatchEmbed"]
+
     _repeated_blocks = ["FantasyIDBlock"]  # diffusers' regional compilation (compile_repeated_blocks)
 
     @register_to_config

@@ -85,6 +85,10 @@ class OptimConfig:
     warmup_steps: int = 100  #: linear warm-up, in optimizer steps
     num_cycles: int = 1  #: restarts of ``cosine_with_restarts``
     max_grad_norm: float = 1.0  #: gradient clipping (0: off)
+    #: learning rate of the identity modules (face encoder, identity attention and F_l) in their own parameter group;
+    #: ``null``: the same as ``lr``. F_l's gains start at 0 and move by about lr per Adam step, so at 3e-6 the
+    #: paper variant's identity branch would stay throttled for a long time: a larger rate lets it open.
+    identity_lr: float | None = None
 
 
 @dataclass
@@ -162,6 +166,8 @@ class TrainConfig:
             )
         if len(t.timestep_range) != 2 or not 0 <= t.timestep_range[0] < t.timestep_range[1] <= 1000:
             raise ConfigError(f"train.timestep_range must be [first, last) within [0, 1000], got {t.timestep_range}")
+        if self.optim.identity_lr is not None and not self.optim.identity_lr >= 0:
+            raise ConfigError(f"optim.identity_lr must be ≥ 0 or null, got {self.optim.identity_lr}")
         if t.max_steps < 1:
             raise ConfigError(f"train.max_steps must be at least 1, got {t.max_steps}")
         if self.validation.every and self.validation.references > d.holdout:

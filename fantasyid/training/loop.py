@@ -80,8 +80,17 @@ def _make_state():
     # DeepSpeed on CPU needs the gloo backend chosen before the Accelerator exists (OFFLINE.md)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not torch.cuda.is_available():
+        if _deepspeed_requested():
+            return PartialState(backend="gloo")  # DeepSpeed's CPU accelerator over gloo (cpu=True would mean DDP)
         return PartialState(cpu=True, backend="gloo")  # MULTI_CPU: real DDP over gloo
     return PartialState()
+
+
+def _deepspeed_requested() -> bool:
+    """``accelerate launch`` with a DeepSpeed config (it sets ACCELERATE_USE_DEEPSPEED for every process)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
 
 
 def _flat_hparams(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,7 +127,7 @@ def train(
 
     from ..data.dataset import ClipDataset, collate_items
     from .checkpoints import find_resume, save_checkpoint
-    from .model import build_components, trainable_parameters
+    from .model import build_components, parameter_groups
     from .sampler import StepBatchSampler
     from .step import compute_loss, frozen_dtype, prepare_inputs
 
@@ -135,7 +144,7 @@ def train(
     clip_size = components.image_encoder.config.image_size
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
-                          holdout=d.holdout, reader=d.reader, windows=d.windows)
+                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant)
     cache = None
     if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
         from .cache import open_cache
@@ -151,7 +160,7 @@ def train(
 
     # 2. Accelerator, optimizer, schedule
     accelerator = Accelerator(
-        cpu=state.device.type == "cpu" and state.num_processes > 1,
+        cpu=state.device.type == "cpu" and state.num_processes > 1 and not _deepspeed_requested(),
         gradient_accumulation_steps=accumulation,
         mixed_precision=t.mixed_precision,
         log_with="tensorboard" if config.log.tensorboard else None,
@@ -162,12 +171,15 @@ def train(
     for frozen in (components.pipe.vae, components.pipe.text_encoder, components.image_encoder):
         frozen.to(device, weight_dtype)
     module = components.module
-    params = [p for _, p in trainable_parameters(module)]
     o = config.optim
-    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, eps=o.eps)
+    optimizer = torch.optim.AdamW(parameter_groups(module, o.lr, o.identity_lr), lr=o.lr, betas=(o.beta1, o.beta2),
+                                  weight_decay=o.weight_decay, eps=o.eps)
     lr_schedule = get_scheduler(o.scheduler, optimizer, num_warmup_steps=o.warmup_steps,
                                 num_training_steps=t.max_steps, num_cycles=o.num_cycles)
+    configure_deepspeed(accelerator, config)
     module, optimizer = accelerator.prepare(module, optimizer)
+    # taken after prepare: FSDP2 replaces the parameters by sharded ones, and clipping the old ones does nothing
+    params = [p for p in module.parameters() if p.requires_grad]
     if resume_path is not None:
         accelerator.load_state(str(resume_path))  # weights_only loads: model, optimizer, RNG states
         with warnings.catch_warnings():  # the schedule is a function of the step: replay it (no pickle to load)
@@ -260,6 +272,20 @@ def train(
     accelerator.end_training()
     result.elapsed_s = time.perf_counter() - t0
     return result
+
+
+def configure_deepspeed(accelerator, config: TrainConfig) -> None:
+    """Fill DeepSpeed's batch and clipping values from the training config (accelerate would otherwise leave
+    ``train_micro_batch_size_per_gpu: auto`` unresolved, as no dataloader is prepared, and clip at 1.0)."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = config.train.micro_batch
+    ds["gradient_accumulation_steps"] = accelerator.gradient_accumulation_steps
+    ds["train_batch_size"] = config.train.micro_batch * accelerator.gradient_accumulation_steps * \
+        accelerator.num_processes
+    ds["gradient_clipping"] = float(config.optim.max_grad_norm)
 
 
 def _agree(accelerator, flag: bool) -> bool:

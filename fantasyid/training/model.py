@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .ablations import IdentityBranch, drop_layer_refiner, use_qformer
 from .config import ModelConfig
 
-__all__ = ["TrainComponents", "TrainModule", "build_components", "trainable_parameters"]
+__all__ = ["TrainComponents", "TrainModule", "build_components", "parameter_groups", "trainable_parameters"]
 
 #: LoRA targets: the backbone's self-attention projections only (the identity attention trains fully).
 LORA_TARGETS = r"^transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)$"
@@ -30,6 +30,8 @@ class TrainModule(nn.Module):
 
     def __init__(self, transformer, identity: IdentityBranch | None):
         super().__init__()
+        # FSDP's unit of sharding (accelerate's TRANSFORMER_BASED_WRAP reads it): the model's own block classes
+        self._no_split_modules = list(getattr(transformer, "_no_split_modules", None) or [])
         self.transformer = transformer
         self.identity = identity
 
@@ -113,6 +115,14 @@ def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[s
     if not (folder / "transformer").is_dir():
         raise ConfigError(f"'{folder}' is not a CogVideoX diffusers folder (no transformer/)",
                           hint="download THUDM/CogVideoX-5b-I2V and point model.init=cogvideox:PATH at it")
+    transformer_config_file = folder / "transformer" / "config.json"
+    if transformer_config_file.is_file():
+        import json
+
+        if json.loads(transformer_config_file.read_text()).get("patch_size_t") is not None:
+            raise ConfigError(f"'{folder}' is CogVideoX 1.5 (patch_size_t set): FantasyID builds on "
+                              "CogVideoX-5B-I2V 1.0",
+                              hint="point model.init=cogvideox:PATH at a THUDM/CogVideoX-5b-I2V folder")
     for key in ("eva_clip", "mesh"):
         value = getattr(config, key)
         if not value or not Path(value).is_file():
@@ -185,3 +195,18 @@ def build_components(config: ModelConfig, seed: int = 0) -> TrainComponents:
 def trainable_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Named parameters that train, in a fixed order."""
     return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+#: the identity modules' parameter names in :class:`TrainModule` (face encoder; identity attention with F_l)
+IDENTITY_PREFIXES = ("identity.", "transformer.identity_attention.")
+
+
+def parameter_groups(module: nn.Module, lr: float, identity_lr: float | None) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one at ``lr``; with ``identity_lr``, the identity modules in their own group."""
+    named = trainable_parameters(module)
+    if identity_lr is None:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    backbone = [p for name, p in named if not name.startswith(IDENTITY_PREFIXES)]
+    identity = [p for name, p in named if name.startswith(IDENTITY_PREFIXES)]
+    return [group for group in ({"params": backbone, "lr": lr}, {"params": identity, "lr": identity_lr})
+            if group["params"]]

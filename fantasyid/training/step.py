@@ -25,14 +25,14 @@ from ..data.dataset import item_generator
 from .config import DataConfig
 from .model import TrainComponents
 
-__all__ = ["StepInputs", "prepare_inputs", "compute_loss", "encode_text", "frozen_dtype"]
+__all__ = ["StepInputs", "prepare_inputs", "compute_loss", "encode_text", "frozen_dtype", "noisy_latents"]
 
 
 @dataclass
 class StepInputs:
     model_input: torch.Tensor  #: (B, F', 2C, h, w): noisy latents and image latents
     latents: torch.Tensor  #: (B, F', C, h, w): the clean target x0
-    noisy: torch.Tensor  #: (B, F', C, h, w)
+    noisy: torch.Tensor  #: (B, F', C, h, w), fp32 (x_t; the model gets it in the frozen dtype)
     timesteps: torch.Tensor  #: (B,)
     text_states: torch.Tensor  #: (B, L, D)
     clip_hidden_states: list[torch.Tensor] | None
@@ -101,8 +101,8 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
 
     # 4. Noisy latents
     timesteps = timesteps.to(device)
-    noisy = scheduler.add_noise(latents, noise, timesteps)
-    model_input = torch.cat([noisy, image_latents], dim=2)  # (B, F', 2C, h, w)
+    noisy = noisy_latents(scheduler, latents, noise, timesteps)  # fp32, as x̂0 in compute_loss
+    model_input = torch.cat([noisy.to(dtype), image_latents], dim=2)  # (B, F', 2C, h, w)
     config = pipe.transformer.config
     rotary = (pipe._prepare_rotary_positional_embeddings(data.height, data.width, latents.shape[1], device)
               if config.use_rotary_positional_embeddings else None)
@@ -115,6 +115,17 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
         clip_hidden_states = list(components.image_encoder(pixels).hidden_states)
         vertices = batch["vertices"].to(device)
     return StepInputs(model_input, latents, noisy, timesteps, text_states, clip_hidden_states, vertices, rotary, ofs)
+
+
+def noisy_latents(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε in fp32, with the same fp32 ᾱ that :func:`compute_loss` uses for x̂0.
+
+    (``scheduler.add_noise`` casts ᾱ to the latents' dtype: with bf16 latents x_t and x̂0 would use different ᾱ and
+    the v-target would be off by 24 % at t = 0.)
+    """
+    alphas = scheduler.alphas_cumprod.to(device=latents.device, dtype=torch.float32)[timesteps.to(latents.device)]
+    alphas = alphas[:, None, None, None, None]  # (B, 1, 1, 1, 1) against (B, F', C, h, w)
+    return alphas.sqrt() * latents.float() + (1.0 - alphas).sqrt() * noise.float()
 
 
 def encode_text(pipe, captions: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

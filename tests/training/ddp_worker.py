@@ -1,5 +1,9 @@
-"""Run by test_distributed.py under torchrun (or alone): train a config, then save this process's parameters."""
+"""Run by test_distributed.py / test_zero2.py under torchrun or accelerate launch (or alone): train a config
+(resuming from argv[3] when given), then save this process's parameters, its losses and, under DeepSpeed, the
+DeepSpeed config accelerate used."""
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from fantasyid.training.loop import train
 
 if __name__ == "__main__":
     config_path, out = sys.argv[1], Path(sys.argv[2])
+    resume = sys.argv[3] if len(sys.argv) > 3 else None
     captured = {}
     original = model_module.build_components
 
@@ -19,11 +24,16 @@ if __name__ == "__main__":
         return captured["components"]
 
     model_module.build_components = keep
-    result = train(load_config(config_path))
-    import os
-
+    result = train(load_config(config_path), resume=resume)
     rank = int(os.environ.get("RANK", "0"))  # the process group is gone after end_training()
     params = {k: v.detach().contiguous() for k, v in captured["components"].module.named_parameters()}
     out.mkdir(parents=True, exist_ok=True)
     save_file(params, str(out / f"params-rank{rank}.safetensors"))
     (out / f"losses-rank{rank}.txt").write_text("\n".join(str(x) for x in result.losses))
+    from accelerate.state import AcceleratorState
+
+    plugins = AcceleratorState._shared_state.get("deepspeed_plugins")
+    if plugins:
+        plugin = next(iter(plugins.values())) if isinstance(plugins, dict) else plugins
+        ds = plugin.deepspeed_config
+        (out / f"deepspeed-rank{rank}.json").write_text(json.dumps(ds, default=str))
