@@ -83,6 +83,7 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str]] = {
     "face_frames": ("int32", "frames sampled for detection"),
     "face_frames_none": ("int32", "sampled frames with no face"),
     "face_frames_multi": ("int32", "sampled frames with more than one face"),
+    "face_frames_other": ("int32", "sampled frames whose main face is another person (dropped from the views)"),
     "face_score_min": ("float32", "lowest confidence of the main face over the sampled frames with a face"),
     "face_score_mean": ("float32", "mean confidence of the main face"),
     "face_size_min": ("float32", "smallest main-face box side, pixels (source resolution)"),

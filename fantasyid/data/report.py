@@ -122,7 +122,7 @@ def reasons_table(frame):
 def stage_table(frame):
     """Median stage numbers of kept and rejected clips (over clips where the stage ran)."""
     columns = ["face_score_mean", "face_score_min", "face_size_min", "face_frames_none", "face_frames_multi",
-               "text_fraction", "text_area"]  # fmt: skip
+               "face_frames_other", "text_fraction", "text_area"]  # fmt: skip
     ran = frame[frame["face_frames"] > 0]
     table = ran.groupby(ran["keep"].map({True: "kept", False: "rejected"}))[columns].median().T
     table.index.name = "median of"

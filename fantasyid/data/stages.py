@@ -60,7 +60,7 @@ class FaceStage:
 
         self.settings = settings
         size = settings.det_size
-        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=False)
+        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True)
 
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         for record in _active(records, "face", self.settings):
@@ -71,7 +71,7 @@ class FaceStage:
         s, row = self.settings, record.row
         factor = detection_scale(row["height"], row["width"], s.det_min_side)
         none = multi = 0
-        faces = []
+        faces, embeddings = [], []
         for index in record.face_indices:
             found = self.analyzer.detect(upscale(record.frames[index], factor), crop_512=False)
             if not found:
@@ -80,11 +80,14 @@ class FaceStage:
             main = found[0]  # largest first
             if any(other.area >= s.second_face_ratio * main.area for other in found[1:]):
                 multi += 1
+            embeddings.append(main.embedding)
             faces.append({
                 "frame": index, "score": float(main.score), "factor": factor, "pose": main.pose,
                 "bbox_det": np.asarray(main.bbox, np.float32), "landmarks_det": np.asarray(main.landmarks, np.float32),
             })  # fmt: skip
-        record.faces = faces
+        others = _other_person(embeddings, s.min_same_person)
+        record.faces = [f for f, other in zip(faces, others) if not other]  # views come from the main person only
+        faces = record.faces
         total = len(record.face_indices)
         scores = [f["score"] for f in faces]
         sizes = [float(min(f["bbox_det"][2] - f["bbox_det"][0], f["bbox_det"][3] - f["bbox_det"][1])) / factor
@@ -92,11 +95,13 @@ class FaceStage:
         row.update(
             face_frames=total, face_frames_none=none, face_frames_multi=multi,
             face_score_min=min(scores, default=0.0), face_score_mean=float(np.mean(scores)) if scores else 0.0,
-            face_size_min=min(sizes, default=0.0),
+            face_size_min=min(sizes, default=0.0), face_frames_other=int(sum(others)),
         )  # fmt: skip
         record.ran("face")
         if not faces:
             record.reject(f"no face in any of {total} sampled frames")
+        elif sum(others) / total > s.max_no_face:
+            record.reject(f"another person in {sum(others)} of {total} sampled frames")
         elif none / total > s.max_no_face:
             record.reject(f"no face in {none} of {total} sampled frames")
         elif multi / total > s.max_multi_face:
@@ -107,6 +112,17 @@ class FaceStage:
             record.reject(f"face size {row['face_size_min']:.0f} px < {s.min_face_size:g} px")
 
 
+def _other_person(embeddings: list[np.ndarray], min_same: float) -> list[bool]:
+    """For each face: is it someone other than the clip's main person (ArcFace cosine to the clip's typical face,
+    the normalised median of all embeddings, below ``min_same``)?"""
+    if not embeddings:
+        return []
+    stack = np.stack(embeddings)  # (F, 512), L2-normalised
+    typical = np.median(stack, axis=0)
+    typical /= max(float(np.linalg.norm(typical)), 1e-8)
+    return [bool(v < min_same) for v in stack @ typical]
+
+
 class TextStage:
     """OCR on the sampled OCR frames; rejects clips with text in too many of them (subtitles, captions burnt in)."""
 
@@ -114,9 +130,9 @@ class TextStage:
         rapidocr = require("rapidocr", "prep", "the OCR subtitle filter")
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         self.settings = settings
-        # det at most 960 px on the long side (frames are not upscaled beyond that); no angle classifier
+        # det at most 640 px on the long side (frames are not upscaled beyond that); no angle classifier
         self.engine = rapidocr.RapidOCR(params={
-            "Global.log_level": "error", "Global.use_cls": False, "Det.limit_type": "max", "Det.limit_side_len": 960,
+            "Global.log_level": "error", "Global.use_cls": False, "Det.limit_type": "max", "Det.limit_side_len": 640,
             "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         })  # fmt: skip
 
@@ -139,15 +155,20 @@ class TextStage:
         with_text, areas = 0, []
         for index in record.ocr_indices:
             frame = upscale(record.frames[index], factor)
-            boxes = self.text_boxes(frame)
-            with_text += bool(boxes)
-            area = sum(_polygon_area(b) for b in boxes) / float(frame.shape[0] * frame.shape[1])
-            areas.append(min(1.0, area))
+            pixels = float(frame.shape[0] * frame.shape[1])
+            # a box over most of the frame is RapidOCR misreading a clean picture as one glyph, not text
+            shares = [a for a in (_polygon_area(b) / pixels for b in self.text_boxes(frame)) if a <= MAX_TEXT_BOX]
+            with_text += bool(shares)
+            areas.append(min(1.0, sum(shares)))
         total = len(record.ocr_indices)
         row.update(text_frames=total, text_fraction=with_text / total, text_area=float(np.mean(areas)))
         record.ran("text")
-        if row["text_fraction"] > self.settings.max_text_fraction:
+        if with_text >= min(2, total) and row["text_fraction"] > self.settings.max_text_fraction:
             record.reject(f"text in {with_text} of {total} OCR frames (subtitles)")
+
+
+#: Text boxes covering more than this fraction of the frame are ignored (OCR false positives on clean frames).
+MAX_TEXT_BOX = 0.5
 
 
 def _polygon_area(points: np.ndarray) -> float:

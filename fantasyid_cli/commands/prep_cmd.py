@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -56,8 +56,13 @@ def prep_command(
     stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,text,views,3d,caption",
     sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
     ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
-    min_face_score: Annotated[float, typer.Option(help="Mean main-face detector confidence (paper: 0.9).")] = 0.9,
-    min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 64.0,
+    min_face_score: Annotated[
+        Optional[float], typer.Option(help="Mean main-face detector confidence (default: the pack's, buffalo_sc 0.6).")
+    ] = None,
+    min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 40.0,
+    min_same_person: Annotated[
+        float, typer.Option(help="ArcFace cosine to the clip's typical face below which a face is another person.")
+    ] = 0.3,
     max_no_face: Annotated[float, typer.Option(help="Largest fraction of sampled frames without a face.")] = 0.2,
     max_multi_face: Annotated[float, typer.Option(help="Largest fraction of frames with a second clear face.")] = 0.2,
     max_text: Annotated[float, typer.Option(help="Largest fraction of OCR frames with text (subtitles).")] = 0.2,
@@ -130,8 +135,8 @@ def prep_command(
         return
     settings = PrepSettings(
         clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
-        min_face_score=min_face_score, min_face_size=min_face_size, max_no_face=max_no_face,
-        max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
+        min_face_score=min_face_score, min_face_size=min_face_size, min_same_person=min_same_person,
+        max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
         det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
         captioner=None if captioner is None else str(captioner), caption_batch=caption_batch,

