@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_output_dir, write_json
 from .config import TrainConfig
 
 __all__ = ["CACHE_FORMAT", "LatentCache", "PrecomputeReport", "cache_folder", "open_cache", "precompute"]
@@ -182,6 +182,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
         raise ConfigError("--precompute needs data.windows ≥ 1 (the cache stores one latent per window)",
                           hint="--set data.windows=1 (the centre window) or more")
     folder = cache_folder(config)
+    check_output_dir(folder, option="data.cache" if d.cache else "output_dir")
     index = _read_index(folder)
     set_seed(t.seed)  # as the loop: the tiny model's frozen parts depend on the seed
     components = build_components(config.model, seed=t.seed)

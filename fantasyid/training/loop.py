@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import FantasyIDError
-from ..io import write_text
+from ..io import check_output_dir, write_text
 from .config import TrainConfig, config_to_dict, dump_config
 
 __all__ = ["TrainingError", "TrainResult", "train"]
@@ -122,6 +122,7 @@ def train(
     from .step import compute_loss, frozen_dtype, prepare_inputs
 
     config.validate()
+    check_output_dir(config.output_dir, option="output_dir")  # one line (not a traceback) for a read-only folder
     t0 = time.perf_counter()
     state = _make_state()
     accumulation = config.accumulation(state.num_processes)
