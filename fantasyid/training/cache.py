@@ -174,7 +174,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     from ..data.dataset import ClipDataset, window_start
     from ..data.clip_reader import sample_indices
     from .model import build_components
-    from .step import encode_text, frozen_dtype
+    from .step import encode_text, frozen_dtype, place_frozen
 
     config.validate()
     d, t = config.data, config.train
@@ -193,8 +193,8 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
                           clip_image_size=components.image_encoder.config.image_size, num_vertices=None,
                           seed=t.seed, holdout=d.holdout, reader=d.reader, windows=d.windows)
     pipe = components.pipe
-    pipe.vae.to(device, dtype)
-    pipe.text_encoder.to(device, dtype)
+    place_frozen(pipe.vae, device, dtype)
+    place_frozen(pipe.text_encoder, device, dtype)
 
     rebuilt, old_shards = None, []
     if index is not None and (changed := _difference(index["settings"], settings)):

@@ -119,7 +119,7 @@ def train(
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, trainable_parameters
     from .sampler import StepBatchSampler
-    from .step import compute_loss, frozen_dtype, prepare_inputs
+    from .step import compute_loss, frozen_dtype, place_frozen, prepare_inputs
 
     config.validate()
     check_output_dir(config.output_dir, option="output_dir")  # one line (not a traceback) for a read-only folder
@@ -158,7 +158,7 @@ def train(
     device = accelerator.device
     weight_dtype = frozen_dtype(t.mixed_precision, device)
     for frozen in (components.pipe.vae, components.pipe.text_encoder, components.image_encoder):
-        frozen.to(device, weight_dtype)
+        place_frozen(frozen, device, weight_dtype)
     module = components.module
     params = [p for _, p in trainable_parameters(module)]
     o = config.optim
