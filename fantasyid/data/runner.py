@@ -290,8 +290,8 @@ def run_prep(
     if workers < 0:
         raise ConfigError(f"--workers must be at least 0, got {workers}")
     shard, num_shards = shard_from_environment(shard, num_shards)
+    sources = discover(inputs, captions)  # no videos: an error before any model is checked
     check_requirements(settings, engine)
-    sources = discover(inputs, captions)
     out_dir = Path(out_dir)
     progress = progress or ProgressHook()
     result = PrepResult(out_dir=out_dir)

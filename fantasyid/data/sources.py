@@ -94,6 +94,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
             paths.append(path.as_posix())
         else:
             raise InputError(f"input '{item}' does not exist", hint="pass folders of videos, video files or list files")
+    if not paths:  # nothing to do is an error, as in `fantasyid eval`
+        raise InputError(f"no videos in {', '.join(str(i) for i in inputs)}",
+                         hint=f"prep reads video files ({', '.join(VIDEO_EXTENSIONS[:5])}, …); images are not videos")
     return sorted(set(paths))
 
 

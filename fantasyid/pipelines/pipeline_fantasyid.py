@@ -16,6 +16,7 @@ With ``use_identity=False`` the pipeline is exactly CogVideoX image-to-video on 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from diffusers.utils import BaseOutput
 
 from ..errors import ConfigError, InputError, NoFaceError
 from ..models.transformer_fantasyid import IdentityKVCache
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FantasyIDPipeline", "FantasyIDPipelineOutput", "IdentityInputs"]
 
@@ -90,6 +93,30 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         self.image_encoder = None
         self.shape_estimator = None
         self.acceleration = None  # set by fantasyid.pipelines.acceleration.accelerate (cache hooks, compile)
+        self._truncation_noted = False  # the T5 truncation note is given once per pipeline
+
+    # ------------------------------------------------------------------ text
+    def _get_t5_prompt_embeds(self, prompt=None, num_videos_per_prompt=1, max_sequence_length=226, device=None,
+                              dtype=None):
+        """diffusers' T5 encoding, but a prompt longer than ``max_sequence_length`` tokens gives one line saying how
+        many tokens were dropped, once per pipeline, instead of diffusers' warning (with the whole dropped text) per
+        prompt and call."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
+        if not self._truncation_noted and prompts:
+            lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False).input_ids]  # incl. </s>
+            dropped = max(lengths) - max_sequence_length
+            if dropped > 0:
+                self._truncation_noted = True
+                logger.warning("the text encoder reads %d tokens: %d tokens of a %d-token prompt were dropped "
+                               "(said once; longer prompts are cut the same way)", max_sequence_length, dropped,
+                               max(lengths))
+        cogvideo = logging.getLogger(CogVideoXImageToVideoPipeline.__module__)
+        level = cogvideo.level
+        cogvideo.setLevel(logging.ERROR)  # its truncation warning, replaced by the note above
+        try:
+            return super()._get_t5_prompt_embeds(prompt, num_videos_per_prompt, max_sequence_length, device, dtype)
+        finally:
+            cogvideo.setLevel(level)
 
     # ------------------------------------------------------------------ identity
     def set_face_tools(self, face_analyzer=None, image_encoder=None, shape_estimator=None) -> None:

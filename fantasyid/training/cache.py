@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_output_dir, write_json
 from .config import TrainConfig
 
 __all__ = ["CACHE_FORMAT", "LatentCache", "PrecomputeReport", "cache_folder", "open_cache", "precompute"]
@@ -174,7 +174,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     from ..data.dataset import ClipDataset, window_start
     from ..data.clip_reader import sample_indices
     from .model import build_components
-    from .step import encode_text, frozen_dtype
+    from .step import encode_text, frozen_dtype, place_frozen
 
     config.validate()
     d, t = config.data, config.train
@@ -182,6 +182,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
         raise ConfigError("--precompute needs data.windows ≥ 1 (the cache stores one latent per window)",
                           hint="--set data.windows=1 (the centre window) or more")
     folder = cache_folder(config)
+    check_output_dir(folder, option="data.cache" if d.cache else "output_dir")
     index = _read_index(folder)
     set_seed(t.seed)  # as the loop: the tiny model's frozen parts depend on the seed
     components = build_components(config.model, seed=t.seed)
@@ -192,8 +193,8 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
                           clip_image_size=components.image_encoder.config.image_size, num_vertices=None,
                           seed=t.seed, holdout=d.holdout, reader=d.reader, windows=d.windows)
     pipe = components.pipe
-    pipe.vae.to(device, dtype)
-    pipe.text_encoder.to(device, dtype)
+    place_frozen(pipe.vae, device, dtype)
+    place_frozen(pipe.text_encoder, device, dtype)
 
     rebuilt, old_shards = None, []
     if index is not None and (changed := _difference(index["settings"], settings)):

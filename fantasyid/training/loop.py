@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import FantasyIDError
-from ..io import write_text
+from ..io import check_output_dir, write_text
 from .config import TrainConfig, config_to_dict, dump_config
 
 __all__ = ["TrainingError", "TrainResult", "train"]
@@ -129,9 +129,10 @@ def train(
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, parameter_groups
     from .sampler import StepBatchSampler
-    from .step import compute_loss, frozen_dtype, prepare_inputs
+    from .step import compute_loss, frozen_dtype, place_frozen, prepare_inputs
 
     config.validate()
+    check_output_dir(config.output_dir, option="output_dir")  # one line (not a traceback) for a read-only folder
     t0 = time.perf_counter()
     state = _make_state()
     accumulation = config.accumulation(state.num_processes)
@@ -169,7 +170,7 @@ def train(
     device = accelerator.device
     weight_dtype = frozen_dtype(t.mixed_precision, device)
     for frozen in (components.pipe.vae, components.pipe.text_encoder, components.image_encoder):
-        frozen.to(device, weight_dtype)
+        place_frozen(frozen, device, weight_dtype)
     module = components.module
     o = config.optim
     optimizer = torch.optim.AdamW(parameter_groups(module, o.lr, o.identity_lr), lr=o.lr, betas=(o.beta1, o.beta2),

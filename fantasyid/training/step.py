@@ -25,7 +25,7 @@ from ..data.dataset import item_generator
 from .config import DataConfig
 from .model import TrainComponents
 
-__all__ = ["StepInputs", "prepare_inputs", "compute_loss", "encode_text", "frozen_dtype", "noisy_latents"]
+__all__ = ["StepInputs", "prepare_inputs", "compute_loss", "encode_text", "frozen_dtype", "noisy_latents", "place_frozen"]
 
 
 @dataclass
@@ -139,6 +139,20 @@ def frozen_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu":
         return torch.float32  # autocast handles the trainable part
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+
+
+def place_frozen(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move a frozen model to ``device`` and ``dtype``.
+
+    diffusers' ``ModelMixin.to(dtype)`` warns on every cast ("modules … that should be kept in float32: []") even
+    when the model keeps none in float32 (the CogVideoX VAE): such a model is cast as a plain ``nn.Module``, one that
+    keeps some goes through diffusers' own ``to``, and a model already in ``dtype`` is only moved."""
+    if getattr(module, "dtype", None) == dtype:
+        module.to(device)
+    elif getattr(module, "_keep_in_fp32_modules", None):
+        module.to(device, dtype)
+    else:
+        torch.nn.Module.to(module, device, dtype)
 
 
 def compute_loss(module, components: TrainComponents, inputs: StepInputs) -> torch.Tensor:
