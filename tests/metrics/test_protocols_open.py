@@ -4,7 +4,6 @@ random weights in the real formats: each checked against a hand computation from
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 from pathlib import Path
 
@@ -17,8 +16,10 @@ from fantasyid.metrics.protocols.arithmetic import motion_score, parse_natural_s
 from fantasyid.metrics.protocols.definitions import OPENS2V_HUMAN
 from fantasyid.metrics.protocols.scorer import ScorerOptions, VideoSample, build_scorer
 
-for _module in ("aesthetic", "motion_scorer", "gme", "natural"):  # registers the scorers
-    importlib.import_module(f"fantasyid.metrics.protocols.{_module}")
+from fantasyid.metrics.protocols.scorer import load_scorers
+from protocol_fixtures_open import write_tiny_aesthetic, write_tiny_qwen2_vl
+
+load_scorers()  # registers every scorer
 
 SPECS = {m.key: m for m in OPENS2V_HUMAN.metrics}
 PROMPT = "A man in a striped shirt talks on a phone while riding in a car."
@@ -40,8 +41,6 @@ def sample_of(frames: list[np.ndarray], prompt: str = PROMPT) -> VideoSample:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> dict[str, str]:
-    from fantasyid.metrics.protocols.tiny import write_tiny_aesthetic, write_tiny_qwen2_vl
-
     root = tmp_path_factory.mktemp("opens2v_weights")
     clip, mlp = write_tiny_aesthetic(root / "aesthetic")
     gme = write_tiny_qwen2_vl(root / "gme", "qwen2_vl")

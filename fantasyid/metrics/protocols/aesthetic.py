@@ -22,31 +22,12 @@ import torch
 from torch import nn
 
 from fantasyid.errors import CheckpointError
-from fantasyid.hub import WeightSpec, resolve
 from fantasyid.io import sha256_file
 from fantasyid.metrics.protocols.arithmetic import sample_indices
 from fantasyid.metrics.protocols.definitions import MetricSpec, Protocol
 from fantasyid.metrics.protocols.scorer import ProtocolScorer, ScorerOptions, VideoSample, register
+from fantasyid.metrics.protocols.weights import require_eval_weight
 
-AESTHETIC_CLIP = WeightSpec(
-    "aesthetic_clip",
-    "CLIP ViT-L/14 (openai/clip-vit-large-patch14) for OpenS2V's aesthetic score",
-    "eval/clip-vit-large-patch14",
-    repo_id="openai/clip-vit-large-patch14",
-    how_to_get="hf download openai/clip-vit-large-patch14 --local-dir clip-vit-large-patch14, copy it to "
-    "$FANTASYID_HOME/eval/ (or pass its folder for aesthetic_clip)",
-    is_dir=True,
-)
-AESTHETIC_MLP = WeightSpec(
-    "aesthetic_mlp",
-    "LAION aesthetic predictor MLP (aesthetic-model.pth, OpenS2V-Weight)",
-    "eval/aesthetic-model.pth",
-    repo_id="BestWishYsh/OpenS2V-Weight",
-    repo_path="aesthetic-model.pth",
-    how_to_get="hf download BestWishYsh/OpenS2V-Weight aesthetic-model.pth, copy it to $FANTASYID_HOME/eval/ (or "
-    "pass its path for aesthetic_mlp)",
-)
-WEIGHTS = (AESTHETIC_CLIP, AESTHETIC_MLP)
 
 _HINT = "use aesthetic-model.pth from BestWishYsh/OpenS2V-Weight (LAION's sac+logos+ava1-l14-linearMSE predictor)"
 
@@ -101,8 +82,8 @@ class AestheticScorer(ProtocolScorer):
         super().__init__(options)
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        self.clip_path = resolve(AESTHETIC_CLIP, options.weights.get(AESTHETIC_CLIP.key)).require()
-        self.mlp_path = resolve(AESTHETIC_MLP, options.weights.get(AESTHETIC_MLP.key)).require()
+        self.clip_path = require_eval_weight("aesthetic_clip", options.weights.get("aesthetic_clip"))
+        self.mlp_path = require_eval_weight("aesthetic_mlp", options.weights.get("aesthetic_mlp"))
         self.processor = CLIPImageProcessor.from_pretrained(self.clip_path)
         self.clip = CLIPVisionModelWithProjection.from_pretrained(self.clip_path).eval().to(options.device)
         self.mlp = load_aesthetic_mlp(self.mlp_path).to(options.device)

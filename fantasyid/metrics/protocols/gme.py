@@ -22,21 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fantasyid.hub import WeightSpec, resolve
 from fantasyid.metrics.protocols.arithmetic import sample_indices
 from fantasyid.metrics.protocols.definitions import MetricSpec, Protocol
 from fantasyid.metrics.protocols.scorer import ProtocolScorer, ScorerOptions, VideoSample, register
+from fantasyid.metrics.protocols.weights import require_eval_weight
 
-GME = WeightSpec(
-    "gme",
-    "GME vision-language embedding model (Alibaba-NLP/gme-Qwen2-VL-7B-Instruct) for OpenS2V's GmeScore",
-    "eval/gme-Qwen2-VL-7B-Instruct",
-    repo_id="Alibaba-NLP/gme-Qwen2-VL-7B-Instruct",
-    how_to_get="hf download Alibaba-NLP/gme-Qwen2-VL-7B-Instruct --local-dir gme-Qwen2-VL-7B-Instruct, copy it to "
-    "$FANTASYID_HOME/eval/ (or pass its folder for gme)",
-    is_dir=True,
-)
-WEIGHTS = (GME,)
 
 QUERY_INSTRUCTION = "Find an image that matches the given text."  # get_gmescore.py
 DEFAULT_INSTRUCTION = "You are a helpful assistant."  # gme_model.py defualt_instruction
@@ -114,13 +104,14 @@ class GmeScorer(ProtocolScorer):
 
     def __init__(self, options: ScorerOptions):
         super().__init__(options)
-        self.folder = resolve(GME, options.weights.get(GME.key)).require()
+        self.folder = require_eval_weight("gme", options.weights.get("gme"))
         self.embedder = GmeEmbedder(self.folder, options.device)
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.model_key, "weights": str(self.folder), "dtype": str(self.embedder.dtype),
                 "query_instruction": QUERY_INSTRUCTION,
-                "preprocessing": f"fetch_image smart_resize (28 px), processor min/max pixels {MIN_PIXELS}/{MAX_PIXELS}"}
+                "preprocessing": f"fetch_image smart_resize (28 px), processor min/max pixels {MIN_PIXELS}/"
+                f"{MAX_PIXELS}"}
 
     def score(self, spec: MetricSpec, protocol: Protocol, sample: VideoSample) -> float | None:
         indices = sample_indices(spec.frames, len(sample.frames), spec.count)

@@ -10,8 +10,6 @@ from fantasyid.metrics.protocols.arithmetic import motion_score, sample_indices
 from fantasyid.metrics.protocols.definitions import MetricSpec, Protocol
 from fantasyid.metrics.protocols.scorer import ProtocolScorer, VideoSample, register
 
-WEIGHTS = ()
-
 
 @register
 class FarnebackMotionScorer(ProtocolScorer):

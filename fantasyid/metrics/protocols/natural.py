@@ -25,21 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fantasyid.hub import WeightSpec, resolve
 from fantasyid.metrics.protocols.arithmetic import parse_natural_score, sample_indices
 from fantasyid.metrics.protocols.definitions import MetricSpec, Protocol
 from fantasyid.metrics.protocols.scorer import ProtocolScorer, ScorerOptions, VideoSample, register
+from fantasyid.metrics.protocols.weights import require_eval_weight
 
-NATURAL_JUDGE = WeightSpec(
-    "natural_judge",
-    "open NaturalScore judge (Qwen/Qwen2.5-VL-7B-Instruct; replaces OpenS2V's closed GPT-4o judge)",
-    "eval/Qwen2.5-VL-7B-Instruct",
-    repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
-    how_to_get="hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir Qwen2.5-VL-7B-Instruct, copy it to "
-    "$FANTASYID_HOME/eval/ (or pass any image-text-to-text checkpoint folder for natural_judge)",
-    is_dir=True,
-)
-WEIGHTS = (NATURAL_JUDGE,)
 PUBLISHED_JUDGE = "gpt-4o-2024-11-20, three calls averaged (OpenS2V-Eval v1.0)"
 MAX_NEW_TOKENS = 16  # "Please only return the score (1-5)": a digit, perhaps a few words around it
 
@@ -157,7 +147,7 @@ class NaturalScorer(ProtocolScorer):
 
     def __init__(self, options: ScorerOptions):
         super().__init__(options)
-        self.folder = resolve(NATURAL_JUDGE, options.weights.get(NATURAL_JUDGE.key)).require()
+        self.folder = require_eval_weight("natural_judge", options.weights.get("natural_judge"))
         self.judge = OpenJudge(self.folder, options.device)
         self.answers: dict[str, str] = {}  #: each video's raw answer, for the record
 

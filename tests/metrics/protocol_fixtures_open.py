@@ -1,5 +1,5 @@
-"""Tiny random checkpoints, written in the real formats, of the OpenS2V metrics' models (for tests and examples:
-the real weights are large and never downloaded in tests).
+"""Tiny random checkpoints, written in the real formats, of the OpenS2V-human metrics' models (the real weights
+are large and never downloaded in tests).
 
 * :func:`write_tiny_aesthetic`: a ``CLIPVisionModelWithProjection`` folder (config.json, model.safetensors,
   preprocessor_config.json) and the predictor's ``.pth`` state dict (released keys);
