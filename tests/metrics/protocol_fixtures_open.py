@@ -47,6 +47,9 @@ def write_tiny_aesthetic(folder: str | Path, seed: int = 0) -> tuple[Path, Path]
         if isinstance(layer, torch.nn.Linear):
             torch.nn.init.normal_(layer.weight, std=1.0 / layer.in_features**0.5)
             torch.nn.init.normal_(layer.bias, std=0.5)
+    with torch.no_grad():
+        mlp.layers[7].weight.mul_(0.1)  # outputs about 5.5 ± 0.5: inside the protocol's [4, 7] clipping range
+        mlp.layers[7].bias.fill_(5.5)
     mlp_path = folder / "aesthetic-model.pth"
     torch.save(mlp.state_dict(), mlp_path)
     return clip_dir, mlp_path
@@ -99,7 +102,9 @@ def write_tiny_qwen2_vl(folder: str | Path, family: str = "qwen2_vl", seed: int 
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(folder)
-    processor = processor_class(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer,
+    # the judge's own processor settings (the real folders ship theirs): small images keep the tiny test fast
+    images = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112})
+    processor = processor_class(image_processor=images, tokenizer=tokenizer,
                                 video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
     processor.save_pretrained(folder)
     return folder

@@ -74,7 +74,7 @@ def test_aesthetic_score_by_hand(carphone, weights):
     for layer in (0, 2, 4, 6, 7):  # the released keys: dropouts at 1, 3, 5
         x = x @ state[f"layers.{layer}.weight"].double().numpy().T + state[f"layers.{layer}.bias"].double().numpy()
     assert value == pytest.approx(float(x.mean()), abs=1e-5)
-    assert scorer.provenance()["mlp_sha256"] == hashlib.sha256(Path(weights["aesthetic_mlp"]).read_bytes()).hexdigest()
+    assert scorer.provenance()["sha256"] == hashlib.sha256(Path(weights["aesthetic_mlp"]).read_bytes()).hexdigest()
 
 
 def test_aesthetic_mlp_loads_the_released_keys_and_refuses_others(tmp_path):

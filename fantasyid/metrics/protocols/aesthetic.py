@@ -89,8 +89,8 @@ class AestheticScorer(ProtocolScorer):
         self.mlp = load_aesthetic_mlp(self.mlp_path).to(options.device)
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.model_key, "clip": str(self.clip_path), "mlp": str(self.mlp_path),
-                "mlp_sha256": sha256_file(self.mlp_path),
+        return {"model": self.model_key, "what": f"LAION aesthetic predictor on CLIP ({self.clip_path.name})",
+                "clip": str(self.clip_path), "weights": str(self.mlp_path), "sha256": sha256_file(self.mlp_path),
                 "preprocessing": "CLIPImageProcessor of the CLIP folder; image_embeds L2-normalised; mean over frames"}
 
     @torch.no_grad()

@@ -108,7 +108,7 @@ class GmeScorer(ProtocolScorer):
         self.embedder = GmeEmbedder(self.folder, options.device)
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.model_key, "weights": str(self.folder), "dtype": str(self.embedder.dtype),
+        return {"model": self.model_key, "what": f"GME embeddings ({self.folder.name})", "weights": str(self.folder), "dtype": str(self.embedder.dtype),
                 "query_instruction": QUERY_INSTRUCTION,
                 "preprocessing": f"fetch_image smart_resize (28 px), processor min/max pixels {MIN_PIXELS}/"
                 f"{MAX_PIXELS}"}

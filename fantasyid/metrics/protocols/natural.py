@@ -152,12 +152,13 @@ class NaturalScorer(ProtocolScorer):
         self.answers: dict[str, str] = {}  #: each video's raw answer, for the record
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.model_key, "judge": self.judge.name, "weights": str(self.folder),
+        return {"model": self.model_key, "what": f"open judge {self.judge.name}", "judge": self.judge.name,
+                "weights": str(self.folder),
                 "decoding": f"greedy, max_new_tokens={MAX_NEW_TOKENS}", "dtype": str(self.judge.dtype),
                 "prompt_sha256": hashlib.sha256(PROMPT.encode()).hexdigest(),
                 "published_judge": PUBLISHED_JUDGE, "comparable_to_published": False,
-                "note": "open judge replacing the protocol's closed GPT-4o judge: not comparable with published "
-                "NaturalScore values"}
+                "note": "An open judge replaces the protocol's closed GPT-4o: NOT comparable with published "
+                "NaturalScore values (nor, hence, the Total)."}
 
     def score(self, spec: MetricSpec, protocol: Protocol, sample: VideoSample) -> float | None:
         indices = sample_indices(spec.frames, len(sample.frames), spec.count)
