@@ -149,8 +149,7 @@ def prep_command(
     with _RichProgress() as hook:
         result = run_prep(inputs, out, settings, captions=captions, shard=shard, num_shards=num_shards,
                           engine=engine, workers=workers, ray_address=ray_address, progress=hook)  # fmt: skip
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    _print_warnings(result.warnings)
     skipped = f", {len(result.shards_skipped)} already done" if result.shards_skipped else ""
     console.print(
         f"{result.clips} clips: {result.kept} kept, {result.rejected} rejected "
@@ -182,6 +181,12 @@ def merge_command(
     if len(table):
         console.print(table[["clips", "share"]].to_string(), highlight=False)
     console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
+    _print_warnings(result.warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:  # what would silently spoil training (no captions, no 3D): bold, on stderr
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 class _RichProgress:
