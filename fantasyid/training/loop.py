@@ -125,6 +125,7 @@ def train(
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
 
+    from ..data.caption import missing_captions_warning
     from ..data.dataset import ClipDataset, collate_items
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, parameter_groups
@@ -146,6 +147,9 @@ def train(
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
                           holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant)
+    uncaptioned = missing_captions_warning(sum(not row["caption"] for row in dataset.rows), len(dataset.rows))
+    if uncaptioned and state.is_main_process:  # once per run, not once per process
+        _print(console, f"[bold yellow]warning:[/] {d.manifest}: {uncaptioned}")
     cache = None
     if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
         from .cache import open_cache
