@@ -63,6 +63,9 @@ class PrepSettings:
     min_text_score: float = 0.5  #: OCR recognition confidence for a box to count as text
     # views
     views: int = 6  #: paper: the 6 faces with the most different viewpoints
+    #: training frames per clip (evenly spaced, with the sampled frames) whose head pose (yaw, pitch) the views are
+    #: chosen from, the main person's faces only; the default is every training frame of a default clip
+    pose_frames: int = 49
     crop_size: int = 512
     # 3D
     deca: str | None = None  #: DECA deca_model.tar (licensed)
@@ -108,6 +111,7 @@ class PrepSettings:
         checks = [
             ("--frames", self.clip_frames >= 1), ("--fps", self.fps > 0), ("--sample-frames", self.sample_frames >= 1),
             ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
+            ("--pose-frames", self.pose_frames >= 1),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
             ("--min-same-person", -1 <= self.min_same_person <= 1),

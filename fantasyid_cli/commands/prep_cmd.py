@@ -54,7 +54,10 @@ def prep_command(
     fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
     max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
     stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,text,views,3d,caption",
-    sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
+    sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for the face filters.")] = 16,
+    pose_frames: Annotated[int, typer.Option(
+        help="Training frames per clip whose head pose the views are chosen from (49: every frame of a default clip).")
+    ] = 49,
     ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
     min_face_score: Annotated[
         Optional[float], typer.Option(help="Mean main-face detector confidence (default: the detector's: buffalo_sc "
@@ -142,6 +145,7 @@ def prep_command(
         return
     settings = PrepSettings(
         clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
+        pose_frames=pose_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, min_same_person=min_same_person,
         max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
         det_min_side=det_min_side, face_pack=face_pack, face_detector=face_detector, face_root=None if face_root is None else str(face_root),
@@ -153,6 +157,8 @@ def prep_command(
     with _RichProgress() as hook:
         result = run_prep(inputs, out, settings, captions=captions, shard=shard, num_shards=num_shards,
                           engine=engine, workers=workers, ray_address=ray_address, progress=hook)  # fmt: skip
+    for note in result.notes:
+        console.print(note, highlight=False, soft_wrap=True)
     _print_warnings(result.warnings)
     skipped = f", {len(result.shards_skipped)} already done" if result.shards_skipped else ""
     console.print(
