@@ -98,7 +98,13 @@ class ProtocolScorer(ABC):
 SCORERS: dict[str, type[ProtocolScorer]] = {}
 
 #: Modules whose import registers scorers; :func:`load_scorers` imports them (torch and friends load then).
-SCORER_MODULES = ("fantasyid.metrics.protocols.consisid",)
+SCORER_MODULES = (
+    "fantasyid.metrics.protocols.consisid",
+    "fantasyid.metrics.protocols.aesthetic",
+    "fantasyid.metrics.protocols.motion_scorer",
+    "fantasyid.metrics.protocols.gme",
+    "fantasyid.metrics.protocols.natural",
+)
 
 
 def load_scorers() -> dict[str, type[ProtocolScorer]]:

@@ -44,8 +44,48 @@ EVAL_WEIGHTS: dict[str, WeightSpec] = {
             how_to_get=f"download https://download.pytorch.org/models/{_TORCHVISION_INCEPTION} into $FANTASYID_HOME/eval/ "
             "(torchvision's own cache is looked in too; or pass --weights inception_v3_torchvision=PATH)",
         ),
+        # OpenS2V-Eval human domain (get_aesscore.py, get_gmescore.py; the judge replaces get_naturalscore.py's GPT-4o)
+        WeightSpec(
+            "aesthetic_mlp",
+            "LAION aesthetic predictor head (aesthetic-model.pth of BestWishYsh/OpenS2V-Weight), OpenS2V's Aesthetics",
+            "eval/aesthetic-model.pth",
+            repo_id="BestWishYsh/OpenS2V-Weight",
+            repo_path="aesthetic-model.pth",
+            how_to_get="hf download BestWishYsh/OpenS2V-Weight aesthetic-model.pth and put the file in "
+            "$FANTASYID_HOME/eval/ (or pass --weights aesthetic_mlp=PATH)",
+        ),
+        WeightSpec(
+            "aesthetic_clip",
+            "CLIP ViT-L/14 (openai/clip-vit-large-patch14, transformers layout), the aesthetic predictor's encoder",
+            "eval/clip-vit-large-patch14",
+            repo_id="openai/clip-vit-large-patch14",
+            is_dir=True,
+            how_to_get="hf download openai/clip-vit-large-patch14 --local-dir "
+            "$FANTASYID_HOME/eval/clip-vit-large-patch14 (or pass --weights aesthetic_clip=FOLDER)",
+        ),
+        WeightSpec(
+            "gme",
+            "GME (Alibaba-NLP/gme-Qwen2-VL-7B-Instruct, transformers layout), OpenS2V's GmeScore",
+            "eval/gme-Qwen2-VL-7B-Instruct",
+            repo_id="Alibaba-NLP/gme-Qwen2-VL-7B-Instruct",
+            is_dir=True,
+            how_to_get="hf download Alibaba-NLP/gme-Qwen2-VL-7B-Instruct --local-dir "
+            "$FANTASYID_HOME/eval/gme-Qwen2-VL-7B-Instruct (or pass --weights gme=FOLDER)",
+        ),
+        WeightSpec(
+            "natural_judge",
+            "open NaturalScore judge (Qwen/Qwen2.5-VL-7B-Instruct; OpenS2V's own judge is the closed GPT-4o)",
+            "eval/Qwen2.5-VL-7B-Instruct",
+            repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
+            is_dir=True,
+            how_to_get="hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir $FANTASYID_HOME/eval/Qwen2.5-VL-7B-Instruct "
+            "(or pass --weights natural_judge=FOLDER: any image-text-to-text checkpoint with a chat template)",
+        ),
     )
 }
+
+#: Model keys whose scorer needs further weights (the aesthetic head reads CLIP ViT-L/14 embeddings).
+COMPANION_WEIGHTS: dict[str, tuple[str, ...]] = {"aesthetic_mlp": ("aesthetic_clip",)}
 
 
 def _torch_hub_file(name: str) -> Path | None:
@@ -75,7 +115,8 @@ def require_eval_weight(key: str, explicit: str | os.PathLike[str] | None = None
 
 def protocol_weight_keys(protocol: Protocol) -> list[str]:
     """The model keys of ``protocol`` that need weights (the face pack is checked on its own), in table order."""
-    return list(dict.fromkeys(m.model for m in protocol.metrics if m.model in EVAL_WEIGHTS))
+    keys = [key for m in protocol.metrics if m.model in EVAL_WEIGHTS for key in (m.model, *COMPANION_WEIGHTS.get(m.model, ()))]
+    return list(dict.fromkeys(keys))
 
 
 def check_protocol_weights(protocol: Protocol, explicit: dict[str, str] | None = None) -> None:
