@@ -146,10 +146,14 @@ def eval_command(
 
       fantasyid eval outputs/ --workers 4 --device cuda
     """
+    from fantasyid.errors import ConfigError
     from fantasyid.metrics.protocols import get_protocol
     from fantasyid.metrics.results import parse_metrics
 
-    chosen = get_protocol(protocol)  # unknown protocol: one line
+    try:
+        chosen = get_protocol(protocol)
+    except ConfigError as exc:  # CLI misuse: exit 2
+        raise typer.BadParameter(f"{exc.message}; {exc.hint}", param_hint="--protocol") from exc
     explicit_weights = _parse_weights(weights or [])
     if chosen.name != "fantasyid":
         fixed = {"--metrics": metrics != "rs,ifs,fid,fm", "--frames": frames is not None, "--flow": flow != "farneback",

@@ -70,11 +70,20 @@ def write_clip(folder: Path, seed: int = 0) -> Path:
 
 
 def write_inception(path: Path, seed: int = 0) -> Path:
-    """torchvision's Inception-v3 (``aux_logits``, as the released weights) with random weights, ``torch.save``d."""
+    """torchvision's Inception-v3 (``aux_logits``, as the released weights) with random weights, ``torch.save``d.
+    The batch-norm statistics are set from one forward pass over noise, so that the features are of order one (with
+    the default statistics they vanish through the 94 layers and every distance would be ~1e-16)."""
     from torchvision.models import inception_v3
 
     torch.manual_seed(seed)
     model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average: after one batch, that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 299, 299))
+    model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path

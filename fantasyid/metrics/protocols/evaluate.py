@@ -39,7 +39,14 @@ from fantasyid.metrics.evaluate import (
 )
 from fantasyid.metrics.protocols.aggregate import table_keys
 from fantasyid.metrics.protocols.definitions import Protocol, get_protocol
-from fantasyid.metrics.protocols.scorer import ProtocolScorer, ScorerOptions, VideoSample, build_scorer, load_scorers
+from fantasyid.metrics.protocols.scorer import (
+    ProtocolScorer,
+    ScorerOptions,
+    VideoSample,
+    build_scorer,
+    load_scorers,
+    scorer_key,
+)
 from fantasyid.metrics.protocols.weights import check_protocol_weights
 from fantasyid.metrics.pose_split import faces_pose_split
 from fantasyid.metrics.results import EvalSummary, VideoResult
@@ -140,19 +147,25 @@ def resolve_prompt(video: Path) -> str | None:
 def check_scorers(protocol: Protocol, weights: dict[str, str] | None = None) -> None:
     """Every metric of ``protocol`` has a registered scorer and its weights are found: else one line naming the
     model and how to get it (cheap: nothing is loaded)."""
+    from fantasyid.metrics.protocols.weights import EVAL_WEIGHTS
+
     registry = load_scorers()
     for spec in protocol.metrics:
-        if spec.model and spec.model not in registry:
+        if scorer_key(spec) not in registry:
             raise ConfigError(
-                f"--protocol {protocol.name}: no scorer for {spec.title} (model {spec.model!r}) in this version",
-                hint=f"available models: {', '.join(sorted(registry)) or 'none'}",
+                f"--protocol {protocol.name}: no scorer for {spec.title} (model {scorer_key(spec)!r}) in this version",
+                hint=f"available: {', '.join(sorted(registry)) or 'none'}",
             )
+    unknown = sorted(set(weights or {}) - set(EVAL_WEIGHTS))
+    if unknown:
+        raise ConfigError(f"--weights {', '.join(unknown)}: not a model of any protocol",
+                          hint=f"known models: {', '.join(EVAL_WEIGHTS)}")
     check_protocol_weights(protocol, weights)
 
 
 def build_scorers(protocol: Protocol, options: ScorerOptions) -> dict[str, ProtocolScorer]:
     """One scorer per model key of ``protocol`` (a model serving two metrics is loaded once)."""
-    return {key: build_scorer(key, options) for key in dict.fromkeys(m.model for m in protocol.metrics)}
+    return {key: build_scorer(key, options) for key in dict.fromkeys(scorer_key(m) for m in protocol.metrics)}
 
 
 def _finite(value: float | None) -> float | None:
@@ -179,7 +192,7 @@ def _score_video(result: VideoResult, protocol: Protocol, scorers: dict[str, Pro
         reference_key=reference.key if reference is not None else "",
     )
     for spec in protocol.metrics:
-        value = scorers[spec.model].score(spec, protocol, sample)
+        value = scorers[scorer_key(spec)].score(spec, protocol, sample)
         result.scores[spec.key] = _finite(value)
         if value is not None and result.scores[spec.key] is None:
             result.message = result.message or f"{spec.key} came out as {value}; reported as missing"
@@ -235,8 +248,8 @@ def evaluate_protocol_partial(
         raise InputError(f"reference folder not found: {refs_path}")
     check_scorers(protocol, weights)
     registry = load_scorers()
-    needs_reference = any(registry[m.model].needs_reference for m in protocol.metrics if m.model)
-    needs_prompt = [m.title for m in protocol.metrics if m.model and registry[m.model].needs_prompt]
+    needs_reference = any(registry[scorer_key(m)].needs_reference for m in protocol.metrics)
+    needs_prompt = [m.title for m in protocol.metrics if registry[scorer_key(m)].needs_prompt]
     execution = plan_execution(device, workers, threads=threads)
 
     # 2. the shard's videos

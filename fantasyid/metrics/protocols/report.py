@@ -49,7 +49,7 @@ def protocol_notes(summary: Any) -> list[str]:
                  "grey-padded retry when none is found).")
     scorers = p.get("scorers", {})
     for metric in protocol.metrics:
-        info = scorers.get(metric.model, {})
+        info = scorers.get(metric.model or metric.key, {})  # the scorer's registry key (scorer.scorer_key)
         frames = "all frames" if metric.count is None else f"{metric.count} frames ({metric.frames})"
         what = info.get("what", metric.model or "no model")
         if metric.model == "face_pack":

@@ -71,7 +71,8 @@ class ScorerOptions:
 
 
 class ProtocolScorer(ABC):
-    """One metric's model and its per-video score. Subclasses set ``model_key`` and register with :func:`register`."""
+    """One metric's model and its per-video score. Subclasses set ``model_key`` (the ``model`` of the metrics they
+    serve, or the metric's key when it has no model: :func:`scorer_key`) and register with :func:`register`."""
 
     model_key: ClassVar[str]
     #: the metric reads ``sample.prompt``: the evaluation stops before decoding when a video has none
@@ -121,6 +122,12 @@ def register(cls: type[ProtocolScorer]) -> type[ProtocolScorer]:
         raise ValueError(f"two scorers for model key {cls.model_key!r}: {SCORERS[cls.model_key]} and {cls}")
     SCORERS[cls.model_key] = cls
     return cls
+
+
+def scorer_key(spec: MetricSpec) -> str:
+    """The registry key of ``spec``'s scorer: its ``model`` key, or its metric ``key`` for a metric without a model
+    (OpenS2V's motion score registers as ``motion``)."""
+    return spec.model or spec.key
 
 
 def build_scorer(model_key: str, options: ScorerOptions) -> ProtocolScorer:
