@@ -16,6 +16,7 @@ import numpy as np
 
 from fantasyid import __version__
 from fantasyid.errors import ConfigError, InputError, NoFaceError
+from fantasyid.metrics.pose_split import POSE_KEYS, run_pose_split
 
 #: Metric names in the paper's column order (Tables 2 and 3).
 METRIC_NAMES = ("fid", "rs", "ifs", "fm")
@@ -63,6 +64,8 @@ class VideoResult:
     fid_crops: int = 0  #: generated face crops sent to FID
     #: another protocol's per-video values by metric key (``--protocol consisid``, …); empty for the paper's metrics
     scores: dict[str, float | None] = field(default_factory=dict)
+    #: RS per yaw bin and frames per bin (fantasyid.metrics.pose_split.POSE_KEYS); empty without a reference
+    pose: dict[str, float | int | None] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:
@@ -88,6 +91,7 @@ class VideoResult:
             "pairs_skipped": self.pairs_skipped,
             "fid_crops": self.fid_crops,
             **({"scores": dict(self.scores)} if self.scores else {}),
+            **self.pose,
         }
 
     @classmethod
@@ -96,6 +100,7 @@ class VideoResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["path"] = Path(data["video"])
+        values["pose"] = {key: data[key] for key in POSE_KEYS if key in data}
         values["reference"] = None if data.get("reference") is None else Path(data["reference"])
         return cls(**values)
 
@@ -116,6 +121,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     #: another protocol's run values by key (its metrics, and ``total`` where the protocol has one)
     scores: dict[str, float | None] = field(default_factory=dict)
+    pose: dict[str, float | int | None] = field(default_factory=dict)  #: RS per yaw bin (see VideoResult.pose)
 
     @property
     def frames(self) -> int:
@@ -157,6 +163,7 @@ class RunResult:
         )
         if "fid" in metrics:
             out.update(fid_reference_crops=self.fid_reference_crops, fid_generated_crops=self.fid_generated_crops)
+        out.update(self.pose)
         out["warnings"] = list(self.warnings)
         return out
 
@@ -167,6 +174,7 @@ class RunResult:
         self.rs = mean_over_videos([v.rs for v in self.videos]) if "rs" in metrics else None
         self.ifs = mean_over_videos([v.ifs for v in self.videos]) if "ifs" in metrics else None
         self.fm = mean_over_videos([v.fm for v in self.videos]) if "fm" in metrics else None
+        self.pose = run_pose_split(v.pose for v in self.videos)
         for video in self.videos:
             if video.status != "ok":
                 self.warnings.append(f"{video.path.name}: {video.status}: {video.message}")

@@ -12,6 +12,8 @@ from typing import Any
 
 from fantasyid.errors import require
 from fantasyid.io import atomic_path, write_text
+from fantasyid.metrics.pose_split import markdown_section as pose_markdown
+from fantasyid.metrics.pose_split import write_pose_plot
 from fantasyid.metrics.results import EvalSummary
 
 #: Column order, header, direction (True: higher is better) and decimals of each metric, as in the paper.
@@ -161,6 +163,7 @@ def markdown_table(summary: EvalSummary) -> str:
         from fantasyid.metrics.protocols.report import baselines_markdown
 
         body += baselines_markdown(summary.protocol)
+    body += pose_markdown(summary.runs)
     if warnings:
         body += ["", "Warnings:", "", *warnings]
     return "\n".join(body) + "\n"
@@ -223,9 +226,24 @@ def per_video_frame(summary: EvalSummary) -> Any:
         keys = [key for key, _, _, _ in _columns(summary) if key != "total"]
         rows = [{**video.to_dict(), **{key: video.scores.get(key) for key in keys}}
                 for run in summary.runs for video in run.videos]
-        return pd.DataFrame(rows, columns=[*PER_VIDEO_FIELDS[:8], *keys])
+        return _with_pose(pd.DataFrame(rows, columns=[*PER_VIDEO_FIELDS[:8], *keys, *_pose_columns(summary)]))
     rows = [video.to_dict() for run in summary.runs for video in run.videos]
-    return pd.DataFrame(rows, columns=list(PER_VIDEO_FIELDS))
+    return _with_pose(pd.DataFrame(rows, columns=[*PER_VIDEO_FIELDS, *_pose_columns(summary)]))
+
+
+def _pose_columns(summary: EvalSummary) -> tuple[str, ...]:
+    """The pose split's extra columns (RS and frames per yaw bin) when a video has them."""
+    from fantasyid.metrics.pose_split import POSE_KEYS
+
+    return POSE_KEYS if any(video.pose for run in summary.runs for video in run.videos) else ()
+
+
+def _with_pose(frame: Any) -> Any:
+    """Frame counts per yaw bin as integers (empty for a video without a pose split), not floats."""
+    for column in frame.columns:
+        if column.startswith("frames_") and column.removeprefix("frames_") in ("frontal", "three_quarter", "profile"):
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def per_video_csv(summary: EvalSummary) -> str:
@@ -317,4 +335,7 @@ def write_outputs(summary: EvalSummary, out_dir: Path) -> dict[str, Path]:
     plot = write_plot(summary, out_dir / "identity_vs_motion.png")
     if plot is not None:
         files["plot"] = plot
+    pose_plot = write_pose_plot(summary.runs, out_dir / "pose_split.png")
+    if pose_plot is not None:
+        files["pose_plot"] = pose_plot
     return files

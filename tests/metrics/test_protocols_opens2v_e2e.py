@@ -79,6 +79,10 @@ def test_eval_protocol_opens2v_human_end_to_end(opens2v_run, face_root, run_main
         direct = build_scorer(specs[key].model, options).score(specs[key], OPENS2V_HUMAN, sample)
         assert per_video[key] == pytest.approx(direct, abs=1e-6), key
     assert 0.0 < per_video["facesim_cur"] <= 1.0  # the real face is found in the sampled frames
+    # the pose split's extra columns: the 32 frames the face metric read, every one in a yaw bin (carphone's yaw
+    # stays within about ±30°)
+    counts = [int(rows[0][f"frames_{name}"]) for name in ("frontal", "three_quarter", "profile")]
+    assert sum(counts) == 32 and counts[0] > 0 and 0.0 < float(rows[0]["rs_frontal"]) <= 1.0
 
     # the run's scores (fractions in summary.json, percentages in the table): clipped, normalised and weighted as
     # merge_result.py does for the human domain, by hand

@@ -48,6 +48,7 @@ from fantasyid.metrics.protocols.scorer import (
     scorer_key,
 )
 from fantasyid.metrics.protocols.weights import check_protocol_weights
+from fantasyid.metrics.pose_split import faces_pose_split
 from fantasyid.metrics.results import EvalSummary, VideoResult
 from fantasyid.metrics.shards import Partial, check_shard, finish
 
@@ -195,6 +196,8 @@ def _score_video(result: VideoResult, protocol: Protocol, scorers: dict[str, Pro
         result.scores[spec.key] = _finite(value)
         if value is not None and result.scores[spec.key] is None:
             result.message = result.message or f"{spec.key} came out as {value}; reported as missing"
+    faces = [lookup.cache[i] for i in sorted(lookup.cache)]  # the frames the face metrics read
+    result.pose = faces_pose_split(faces, reference.face.embedding if reference is not None else None)
     result.frames = len(lookup.cache) if lookup.cache else len(frames)
     result.frames_without_face = lookup.without_face
     result.frames_multiple_faces = lookup.multiple
