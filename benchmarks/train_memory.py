@@ -2,6 +2,7 @@
 on the ``meta`` device (no weights, no GPU), plus the training FLOPs per sample behind the 5B config's wall time.
 
     python benchmarks/train_memory.py [--variant paper] [--frames 49] [--height 480] [--width 720]
+    python benchmarks/train_memory.py --strategies      # measured: DDP vs ZeRO-2, 2 CPU processes, tiny and small
 
 Method (bytes per parameter; N = number of GPUs):
 
@@ -116,7 +117,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
+    parser.add_argument("--strategies", action="store_true",
+                        help="measured instead: memory per process of DDP vs ZeRO-2, 2 CPU processes, tiny and small")
     args = parser.parse_args()
+    if args.strategies:
+        from train_strategies import table
+
+        table(["tiny", "small"], 2, steps=1)
+        return
 
     transformer, encoder, counts = build(args.variant)
     config = transformer.config
