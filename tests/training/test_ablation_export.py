@@ -8,12 +8,9 @@ import json
 
 import pytest
 import torch
-from train_fixtures import tiny_config
-from typer.testing import CliRunner
+from train_fixtures import generate_with, keep_components, tiny_config
 
-from fantasyid.training import model as model_module
 from fantasyid.training.loop import train
-from fantasyid_cli.main import app
 
 ABLATIONS = {  # model switch → (the encoder config key it must record, its value)
     "wo-fa": ({"face_abstractor": "qformer"}, "face_abstractor_type", "qformer"),
@@ -21,18 +18,12 @@ ABLATIONS = {  # model switch → (the encoder config key it must record, its va
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ABLATIONS))
 def test_ablation_exports_and_generates(name, identity_data, tmp_path, monkeypatch):
     switch, key, value = ABLATIONS[name]
     monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
-    captured = {}
-    original = model_module.build_components
-
-    def keep(*args, **kwargs):
-        captured["components"] = original(*args, **kwargs)
-        return captured["components"]
-
-    monkeypatch.setattr(model_module, "build_components", keep)
+    captured = keep_components(monkeypatch)
     config = tiny_config(identity_data, tmp_path / "run", model={"variant": "paper", **switch},
                          train={"max_steps": 2}, checkpoint={"every": 0, "export": True})
     result = train(config)
@@ -58,12 +49,4 @@ def test_ablation_exports_and_generates(name, identity_data, tmp_path, monkeypat
     else:
         assert encoder.num_identity_tokens == encoder.num_face_tokens  # the face tokens alone
 
-    from skimage import data
-    import PIL.Image
-
-    PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
-    run = CliRunner().invoke(app, ["generate", "--model", str(result.export), "--ref", str(tmp_path / "me.png"),
-                                   "--prompt", "a woman smiles", "--out", str(tmp_path / "videos")])
-    assert run.exit_code == 0, run.output
-    (video,) = (tmp_path / "videos").glob("*.mp4")
-    assert video.stat().st_size > 0
+    generate_with(result.export, tmp_path)
