@@ -171,7 +171,7 @@ def _is_hub_id(value: str) -> bool:
 #: as a video; any transformers vision-language folder can be given instead (``--captioner PATH``).
 CAPTIONER = WeightSpec(
     "captioner",
-    "Qwen2.5-VL-7B-Instruct, the captioning model of `fantasyid prep --captioner qwen2.5-vl` (optional)",
+    "the captioning model Qwen2.5-VL-7B-Instruct (fantasyid prep --captioner qwen2.5-vl)",
     "Qwen2.5-VL-7B-Instruct",
     repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
     is_dir=True,

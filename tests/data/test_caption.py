@@ -94,3 +94,12 @@ def test_captioner_resolved_like_every_weight(tmp_path, monkeypatch, captioner_d
     settings = PrepSettings(captioner="qwen2.5-vl")
     assert settings.captioner == str(tmp_path / "home" / "Qwen2.5-VL-7B-Instruct")
     assert Captioner(settings.captioner, max_new_tokens=2).video
+
+
+def test_missing_captioner_is_one_line_before_any_video(tmp_path, monkeypatch, run_main):
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, stderr = run_main(["prep", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"),
+                                "--captioner", "qwen2.5-vl"])  # fmt: skip
+    assert code == 1 and "captioning model Qwen2.5-VL-7B-Instruct" in stderr and "models fetch" in stderr
+    assert "not found" in stderr and "Traceback" not in stderr and not (tmp_path / "o").exists()
