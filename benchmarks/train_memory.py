@@ -2,6 +2,7 @@
 on the ``meta`` device (no weights, no GPU), plus the training FLOPs per sample behind the 5B config's wall time.
 
     python benchmarks/train_memory.py [--variant paper] [--frames 49] [--height 480] [--width 720]
+    python benchmarks/train_memory.py --strategies   # measured: DDP vs FSDP vs ZeRO-2, 2 CPU processes, tiny/small
 
 Method (bytes per parameter; N = number of GPUs):
 
@@ -18,6 +19,12 @@ Method (bytes per parameter; N = number of GPUs):
   (s = video + text tokens, h = hidden size) plus the identity cross-attention (≈ 10·s·h + its 314 K/V tokens).
   With gradient checkpointing only each block's input (2·s·h, bf16) is kept, plus one block recomputed.
 * +10 % for the CUDA context, allocator fragmentation and workspace.
+
+``--strategies`` measures instead of estimating, at the tiny and small sizes of ``train_step.py`` on 2 CPU
+processes started from the shipped YAMLs (``strategies.py``): the bytes of all live tensors per process right after
+a backward, next to the fp32 counting above for N = 2 (DDP 16·P, FSDP 16·P / N, ZeRO-2 4·P + 12·P / N; P trainable
+parameters, all of them here; no frozen encoders in this step), and the peak RSS (mostly the Python and torch
+runtime at these sizes).
 
 Training FLOPs per sample are counted by ``FlopCounterMode`` on the meta device (forward + backward, plus one more
 forward with gradient checkpointing).
@@ -116,7 +123,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
+    parser.add_argument("--strategies", action="store_true",
+                        help="measure DDP, FSDP and ZeRO-2 on 2 CPU processes at the tiny and small sizes")
     args = parser.parse_args()
+    if args.strategies:
+        return measured_strategies()
 
     transformer, encoder, counts = build(args.variant)
     config = transformer.config
@@ -152,6 +163,21 @@ def main() -> None:
     for gpus in (8, 16):
         hours = samples * with_ckpt / (0.4 * A100_BF16_PEAK) / gpus / 3600
         print(f"  90k steps × batch 16 on {gpus} A100s at 40 % MFU: {hours:,.0f} h")
+
+
+def measured_strategies(gpus: int = 2) -> None:
+    from strategies import YAMLS, run
+
+    counted = {"DDP": lambda p: 16 * p, "FSDP": lambda p: 16 * p / gpus, "ZeRO-2": lambda p: 4 * p + 12 * p / gpus}
+    print(f"{gpus} CPU processes (gloo), fp32, batch 1, full fine-tuning; rank 0 (rank 1 in brackets)\n")
+    print("| size | strategy | trainable params | live tensors / process | counted states / process | peak RSS |")
+    print("|---|---|---:|---:|---:|---:|")
+    for size in ("tiny", "small"):
+        for strategy in YAMLS:
+            r0, r1 = run(strategy, size, 2)
+            print(f"| {size} | {strategy} | {r0['params'] / 1e6:.2f} M | {r0['state_bytes'] / 2**20:.2f} MiB "
+                  f"({r1['state_bytes'] / 2**20:.2f}) | {counted[strategy](r0['params']) / 2**20:.2f} MiB | "
+                  f"{r0['peak_rss'] / 2**20:.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ What the sharded module cannot do alone, and this module adds:
 - export: the full state dict is gathered to the main process's CPU (every process takes part) and loaded into a copy
   of the module made before sharding, with its tensors on the ``meta`` device until then (:func:`meta_copy`,
   :func:`gathered_module`), so the export holds the whole model, never one process's shard;
-- export of a sharded checkpoint without training (:func:`load_sharded_checkpoint`: DCP reads it into a plain module).
+- export of a sharded checkpoint without training (:func:`load_sharded_checkpoint`: DCP reads it into a plain module);
+- DCP reads its ``.metadata`` files with plain ``pickle``: :func:`check_sharded_checkpoint` first reads them with the
+  allow-list unpickler (DCP's metadata classes, ``torch.Size``, dtypes, paths only), so a doctored checkpoint is
+  refused before any code in it can run.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 
 __all__ = ["fsdp_requested", "enable_cpu_fsdp", "is_fsdp", "before_prepare", "meta_copy", "gathered_module", "full_root_parameters",
-           "sharded_checkpoint", "load_sharded_checkpoint"]
+           "sharded_checkpoint", "check_sharded_checkpoint", "load_sharded_checkpoint"]
 
 #: the folder accelerate's ``save_fsdp_model`` writes a SHARDED_STATE_DICT model into (DCP format)
 MODEL_FOLDER = "pytorch_model_fsdp_0"
@@ -126,10 +129,44 @@ def sharded_checkpoint(path: Path) -> bool:
     return (Path(path) / MODEL_FOLDER).is_dir()
 
 
+def _metadata_globals() -> dict:
+    """What DCP's ``.metadata`` pickles may refer to: its metadata classes, sizes, dtypes and paths."""
+    import pathlib
+
+    import torch.distributed.checkpoint.filesystem as fs
+    import torch.distributed.checkpoint.metadata as meta
+    import torch.serialization
+
+    allowed = {("torch.distributed.checkpoint.metadata", name): getattr(meta, name) for name in (
+        "BytesStorageMetadata", "ChunkStorageMetadata", "Metadata", "MetadataIndex", "StorageMeta",
+        "TensorProperties", "TensorStorageMetadata", "_MEM_FORMAT_ENCODING")}
+    allowed[("torch.distributed.checkpoint.filesystem", "_StorageInfo")] = fs._StorageInfo
+    allowed[("torch.serialization", "_get_layout")] = torch.serialization._get_layout
+    allowed[("torch", "Size")] = torch.Size
+    allowed.update({("torch", str(dtype).split(".")[1]): dtype for dtype in (
+        torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.int8,
+        torch.uint8, torch.bool)})
+    allowed.update({("pathlib", name): getattr(pathlib, name) for name in ("PosixPath", "WindowsPath", "PurePosixPath")})
+    return allowed
+
+
+def check_sharded_checkpoint(path: Path) -> None:
+    """Refuse an FSDP checkpoint whose DCP ``.metadata`` refers to anything but DCP's metadata (read without running
+    any code: :class:`~fantasyid.safe_pickle.AllowListUnpickler`), before DCP unpickles it."""
+    from ..safe_pickle import AllowListUnpickler
+
+    allowed = _metadata_globals()
+    for metadata in sorted(Path(path).glob("*/.metadata")):
+        with open(metadata, "rb") as stream:
+            AllowListUnpickler(stream, str(metadata), allowed, "a DCP checkpoint's metadata",
+                               hint="resume only from checkpoints written by fantasyid train").load()
+
+
 def load_sharded_checkpoint(module: nn.Module, path: Path) -> None:
     """Read the model of an FSDP checkpoint (DCP, any number of shards) into the plain ``module`` in this process."""
     import torch.distributed.checkpoint as dcp
 
+    check_sharded_checkpoint(path)
     state = {"model": module.state_dict()}
     dcp.load(state, checkpoint_id=str(Path(path) / MODEL_FOLDER), no_dist=True)  # this process reads every shard
     module.load_state_dict(state["model"], strict=True)

@@ -38,6 +38,9 @@ if __name__ == "__main__":
     (out / f"losses-rank{rank}.txt").write_text("\n".join(str(x) for x in result.losses))
     from accelerate.state import AcceleratorState
 
+    kind = {"distributed_type": str(AcceleratorState._shared_state.get("distributed_type")),
+            "num_processes": AcceleratorState._shared_state.get("num_processes")}
+    (out / f"accelerate-rank{rank}.json").write_text(json.dumps(kind))
     plugins = AcceleratorState._shared_state.get("deepspeed_plugins")
     if plugins:
         plugin = next(iter(plugins.values())) if isinstance(plugins, dict) else plugins

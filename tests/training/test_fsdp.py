@@ -85,6 +85,8 @@ def test_fsdp_from_the_shipped_yaml_shards_and_equals_one_process(identity_data,
     shards = [json.loads((tmp_path / "two" / f"shards-rank{r}.json").read_text()) for r in (0, 1)]
     total = sum(whole for _, whole, _ in shards[0].values())
     held = [sum(local for local, _, _ in rank.values()) for rank in shards]
+    kind = json.loads((tmp_path / "two" / "accelerate-rank0.json").read_text())
+    assert kind == {"distributed_type": "DistributedType.FSDP", "num_processes": 2}  # accelerate's own FSDP path
     assert all(is_dtensor for _, _, is_dtensor in shards[0].values())
     assert sum(held) == total and all(0.4 * total < h < 0.6 * total for h in held), (held, total)
     assert (tmp_path / "fsdp" / "checkpoints" / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # DCP shards
