@@ -99,6 +99,10 @@ def find_resume(resume: str | None, config: TrainConfig, manifest_sha256: str) -
             f"checkpoint '{path}' was trained on another manifest (sha256 {str(state.get('manifest_sha256'))[:12]}…)",
             hint="resume on the same data, or start a new run",
         )
+    from .fsdp import check_sharded_checkpoint, sharded_checkpoint
+
+    if sharded_checkpoint(path):  # FSDP's DCP metadata is a pickle: checked before accelerate reads it
+        check_sharded_checkpoint(path)
     return path, int(state["step"])
 
 

@@ -27,6 +27,8 @@ import torch
 from ..errors import FantasyIDError
 from ..io import check_output_dir, write_text
 from .config import TrainConfig, config_to_dict, dump_config
+from .fsdp import (before_prepare, enable_cpu_fsdp, gathered_module, is_fsdp, load_sharded_checkpoint,
+                   sharded_checkpoint)
 
 __all__ = ["TrainingError", "TrainResult", "train"]
 
@@ -176,6 +178,7 @@ def train(
         log_with="tensorboard" if config.log.tensorboard else None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
     )
+    enable_cpu_fsdp(accelerator)  # CPU processes under an FSDP config: accelerate's FSDP2, as on GPUs
     device = accelerator.device
     weight_dtype = frozen_dtype(t.mixed_precision, device)
     for frozen in (components.pipe.vae, components.pipe.text_encoder, components.image_encoder):
@@ -187,6 +190,7 @@ def train(
     lr_schedule = get_scheduler(o.scheduler, optimizer, num_warmup_steps=o.warmup_steps,
                                 num_training_steps=t.max_steps, num_cycles=o.num_cycles)
     configure_deepspeed(accelerator, config)
+    skeleton = before_prepare(accelerator, module)  # FSDP: the export's unsharded module, empty until the end
     module, optimizer = accelerator.prepare(module, optimizer)
     # taken after prepare: FSDP2 replaces the parameters by sharded ones, and clipping the old ones does nothing
     params = [p for p in module.parameters() if p.requires_grad]
@@ -280,7 +284,7 @@ def train(
 
     result.step, result.checkpoint = step, last_checkpoint
     if result.status == "finished" and config.checkpoint.export:
-        result.export = export_run(components, accelerator, config, dataset.sha256, step)
+        result.export = export_run(components, accelerator, config, dataset.sha256, step, skeleton)
     accelerator.end_training()
     result.elapsed_s = time.perf_counter() - t0
     return result
@@ -308,15 +312,19 @@ def _agree(accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
-def export_run(components, accelerator, config: TrainConfig, manifest_sha256: str, step: int) -> Path | None:
-    """The final model as a ``fantasyid generate --model PATH`` folder (main process writes it)."""
+def export_run(components, accelerator, config: TrainConfig, manifest_sha256: str, step: int,
+               skeleton=None) -> Path | None:
+    """The final model as a ``fantasyid generate --model PATH`` folder (main process writes it). Under FSDP every
+    process helps gather the full model into ``skeleton`` first (:func:`~fantasyid.training.fsdp.gathered_module`)."""
     from .export import export_model
 
     accelerator.wait_for_everyone()
     path = None
+    module = (gathered_module(accelerator, components.module, skeleton) if is_fsdp(accelerator)
+              else accelerator.unwrap_model(components.module))
     if accelerator.is_main_process:
-        path = export_model(components, accelerator.unwrap_model(components.module),
-                            Path(config.output_dir) / "export", config, manifest_sha256, step=step)
+        path = export_model(components, module, Path(config.output_dir) / "export", config, manifest_sha256,
+                            step=step)
     accelerator.wait_for_everyone()
     return path
 
@@ -374,10 +382,14 @@ def export_checkpoint(config: TrainConfig, resume: str) -> Path:
         raise TrainingError(f"no checkpoint in '{config.output_dir}/checkpoints' to export",
                             hint="train first, or pass --resume PATH/TO/checkpoint-N")
     components = build_components(config.model, seed=config.train.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    module = accelerator.prepare(components.module)
-    accelerator.load_state(str(path))
+    if sharded_checkpoint(path):  # written under FSDP: DCP reads every shard into the plain module
+        load_sharded_checkpoint(components.module, path)
+        module = components.module
+    else:
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        module = accelerator.unwrap_model(accelerator.prepare(components.module))
+        accelerator.load_state(str(path))
     folder = Path(config.output_dir) / "export"
-    export_model(components, accelerator.unwrap_model(module), folder, config,
+    export_model(components, module, folder, config,
                  manifest_sha256(config.data.manifest), step=step)
     return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -116,17 +117,20 @@ def train_command(
     result = train(cfg, resume=resume, command=command, console=console)
     skipped = f", {result.skipped_clips} clip(s) skipped" if result.skipped_clips else ""
     last = f"{result.losses[-1]:.4f}" if result.losses else "–"
-    console.print(
-        f"[bold]{result.status}[/] at step {result.step} (from {result.start_step}), loss {last}{skipped}, "
-        f"{result.elapsed_s:.0f} s → {result.output_dir}/"
-    )
-    if result.checkpoint is not None:
+    main = os.environ.get("RANK", "0") == "0"  # several processes (accelerate launch, torchrun): one summary
+    if main:
+        console.print(
+            f"[bold]{result.status}[/] at step {result.step} (from {result.start_step}), loss {last}{skipped}, "
+            f"{result.elapsed_s:.0f} s → {result.output_dir}/"
+        )
+    if main and result.checkpoint is not None:
         console.print(f"checkpoint: {result.checkpoint}")
-    if result.export is not None:
+    if main and result.export is not None:
         console.print(f"export: {result.export}  (fantasyid generate --model {result.export} …)")
     if result.status == "interrupted":
         again = _resume_command(config, list(set_ or []), cfg.output_dir, max_steps, precompute)
-        console.print(f"resume with: {again}", highlight=False, markup=False, soft_wrap=True)
+        if main:
+            console.print(f"resume with: {again}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
 
 
