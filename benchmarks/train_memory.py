@@ -2,6 +2,7 @@
 on the ``meta`` device (no weights, no GPU), plus the training FLOPs per sample behind the 5B config's wall time.
 
     python benchmarks/train_memory.py [--variant paper] [--frames 49] [--height 480] [--width 720]
+    python benchmarks/train_memory.py --strategies      # measured: DDP vs ZeRO-2, 2 CPU processes, tiny and small
 
 Method (bytes per parameter; N = number of GPUs):
 
@@ -110,13 +111,34 @@ def memory_gib(counts: dict, mode: str, strategy: str, gpus: int, checkpointing:
     return 1.1 * (states + encoders + activations) / GIB
 
 
+def precompute_weights(counts: dict) -> tuple[int, int]:
+    """(T5-XXL encoder + CogVideoX VAE parameters, what training loads besides them), counted on the meta device:
+    ``fantasyid train --precompute`` builds the first only."""
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import T5Config, T5EncoderModel
+
+    t5_xxl = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                      feed_forward_proj="gated-gelu")  # CogVideoX-5B's text_encoder/config.json
+    with META:
+        encoders = params(T5EncoderModel(t5_xxl)) + params(AutoencoderKLCogVideoX())  # diffusers' default: CogVideoX
+    rest = counts["backbone"] + counts["injection"] + counts["identity"] + 0.30e9  # + EVA02-CLIP-L vision
+    return encoders, int(rest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="paper", choices=("paper", "released"))
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
+    parser.add_argument("--strategies", action="store_true",
+                        help="measured instead: memory per process of DDP vs ZeRO-2, 2 CPU processes, tiny and small")
     args = parser.parse_args()
+    if args.strategies:
+        from train_strategies import table
+
+        table(["tiny", "small"], 2, steps=1)
+        return
 
     transformer, encoder, counts = build(args.variant)
     config = transformer.config
@@ -152,6 +174,12 @@ def main() -> None:
     for gpus in (8, 16):
         hours = samples * with_ckpt / (0.4 * A100_BF16_PEAK) / gpus / 3600
         print(f"  90k steps × batch 16 on {gpus} A100s at 40 % MFU: {hours:,.0f} h")
+
+    encoders, rest = precompute_weights(counts)
+    print(f"\n--precompute loads T5-XXL and the VAE only: {encoders / 1e9:.2f} B parameters, "
+          f"{2 * encoders / GIB:.1f} GiB in bf16 ({4 * encoders / GIB:.1f} GiB fp32), instead of "
+          f"{(encoders + rest) / 1e9:.2f} B with the transformer, identity modules and EVA-CLIP "
+          f"({2 * (encoders + rest) / GIB:.1f} GiB bf16); the VAE's activations while encoding come on top.")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                      # tiny and small sizes on the CPU
     python benchmarks/train_step.py --size full          # one GPU, 49×480×720, random weights, bf16
+    python benchmarks/train_step.py --strategies         # DDP vs ZeRO-2, 2 CPU processes (train_strategies.py)
 
 What is timed is the optimizer step of the training loop's trainable module (transformer + identity branch,
 ``fantasyid.training.model.TrainModule``) with the loop's own loss (``fantasyid.training.step.compute_loss``):
@@ -50,7 +51,7 @@ def build(size: str, mode: str, device: torch.device, dtype: torch.dtype):
 
     from fantasyid.models.identity_encoder import FantasyIDIdentityEncoder
     from fantasyid.models.transformer_fantasyid import FantasyIDTransformer3DModel
-    from fantasyid.pipelines.tiny import _tiny_scheduler
+    from fantasyid.pipelines.tiny import cogvideox_scheduler
     from fantasyid.training.ablations import IdentityBranch
     from fantasyid.training.model import LORA_TARGETS, TrainModule
 
@@ -91,7 +92,7 @@ def build(size: str, mode: str, device: torch.device, dtype: torch.dtype):
                             for _ in range(c.num_clip_layers)],
         vertices=torch.randn(1, c.mesh_num_vertices[0], 3, device=device) * 0.1, rotary=rotary, ofs=None,
     )
-    scheduler = _tiny_scheduler()
+    scheduler = cogvideox_scheduler()
     scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
     return module, inputs, SimpleNamespace(pipe=SimpleNamespace(scheduler=scheduler))
 
@@ -146,7 +147,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=("cpu", "full"), default="cpu", help="cpu: tiny and small; full: one GPU")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--strategies", action="store_true",
+                        help="DDP vs ZeRO-2 (2 CPU processes each, tiny and small; train_strategies.py)")
     args = parser.parse_args()
+    if args.strategies:
+        from train_strategies import table
+
+        table(["tiny", "small"], 2, args.steps)
+        return
     if args.size == "full":
         if not torch.cuda.is_available():
             sys.exit("error: --size full needs a CUDA GPU (49×480×720 trains on GPUs only); run the CPU sizes "

@@ -33,7 +33,7 @@ def opens2v_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("opens2v_e2e")
     method = root / "runs" / "method_a"
     method.mkdir(parents=True)
-    video = write_video(method / "carphone.mp4", np.stack(frames), fps=30)  # (34, 288, 352, 3), H.264
+    video = write_video(method / "carphone.mp4", np.stack(frames), fps=30, quality=9)
     reference = root / "carphone_ref.png"
     cv2.imwrite(str(reference), frames[0][..., ::-1])
     (method / "carphone.json").write_text(json.dumps({"ref": str(reference), "prompt": PROMPT}), encoding="utf-8")

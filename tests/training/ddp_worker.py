@@ -1,5 +1,5 @@
 """Run by test_distributed.py / test_zero2.py under torchrun or accelerate launch (or alone): train a config
-(resuming from argv[3] when given), then save this process's parameters, its losses and, under DeepSpeed, the
+(resuming from argv[3] when given), then save this process's parameters, its losses, its per-step gradient norms and, under DeepSpeed, the
 DeepSpeed config accelerate used."""
 
 import json
@@ -30,6 +30,7 @@ if __name__ == "__main__":
     out.mkdir(parents=True, exist_ok=True)
     save_file(params, str(out / f"params-rank{rank}.safetensors"))
     (out / f"losses-rank{rank}.txt").write_text("\n".join(str(x) for x in result.losses))
+    (out / f"grad_norms-rank{rank}.txt").write_text("\n".join(str(x) for x in result.grad_norms))
     from accelerate.state import AcceleratorState
 
     plugins = AcceleratorState._shared_state.get("deepspeed_plugins")
