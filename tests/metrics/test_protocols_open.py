@@ -239,3 +239,19 @@ def test_natural_judge_decodes_greedily(carphone, weights):
                     step[key] = torch.cat([step[key], torch.tensor([[value]])], dim=1)  # (1, L + 1)
     assert answer == judge.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
     assert scorer.score(SPECS["naturalscore"], OPENS2V_HUMAN, sample_of(carphone)) == parse_natural_score(answer)
+
+
+def test_missing_clip_of_the_aesthetic_head_stops_before_decoding(weights, tmp_path, monkeypatch):
+    """The aesthetic head's CLIP encoder is checked with the protocol's other weights, in one line."""
+    from fantasyid.errors import WeightsNotFoundError
+    from fantasyid.metrics.protocols.weights import check_protocol_weights, protocol_weight_keys
+
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert protocol_weight_keys(OPENS2V_HUMAN) == ["aesthetic_mlp", "aesthetic_clip", "curricularface", "gme",
+                                                  "natural_judge"]
+    given = {k: v for k, v in weights.items() if k != "aesthetic_clip"}
+    given["curricularface"] = weights["aesthetic_mlp"]  # any existing file: only presence is checked here
+    with pytest.raises(WeightsNotFoundError, match="CLIP ViT-L/14") as caught:
+        check_protocol_weights(OPENS2V_HUMAN, given)
+    assert "--weights aesthetic_clip=FOLDER" in caught.value.hint
