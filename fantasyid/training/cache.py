@@ -193,7 +193,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     # clip_image_size=0: precompute reads clips only (read_clip), never a reference view's EVA-CLIP pixels
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=0, num_vertices=None, seed=t.seed, holdout=d.holdout, reader=d.reader,
-                          windows=d.windows)
+                          windows=d.windows, vertices=False)
     pipe = encoders.pipe
     place_frozen(pipe.vae, device, dtype)
     place_frozen(pipe.text_encoder, device, dtype)
