@@ -2,7 +2,7 @@
 on the ``meta`` device (no weights, no GPU), plus the training FLOPs per sample behind the 5B config's wall time.
 
     python benchmarks/train_memory.py [--variant paper] [--frames 49] [--height 480] [--width 720]
-    python benchmarks/train_memory.py --strategies   # measured: DDP vs FSDP vs ZeRO-2, 2 CPU processes, tiny/small
+    python benchmarks/train_memory.py --strategies      # measured: DDP vs ZeRO-2 vs FSDP, 2 CPU processes, tiny/small
 
 Method (bytes per parameter; N = number of GPUs):
 
@@ -19,12 +19,6 @@ Method (bytes per parameter; N = number of GPUs):
   (s = video + text tokens, h = hidden size) plus the identity cross-attention (≈ 10·s·h + its 314 K/V tokens).
   With gradient checkpointing only each block's input (2·s·h, bf16) is kept, plus one block recomputed.
 * +10 % for the CUDA context, allocator fragmentation and workspace.
-
-``--strategies`` measures instead of estimating, at the tiny and small sizes of ``train_step.py`` on 2 CPU
-processes started from the shipped YAMLs (``strategies.py``): the bytes of all live tensors per process right after
-a backward, next to the fp32 counting above for N = 2 (DDP 16·P, FSDP 16·P / N, ZeRO-2 4·P + 12·P / N; P trainable
-parameters, all of them here; no frozen encoders in this step), and the peak RSS (mostly the Python and torch
-runtime at these sizes).
 
 Training FLOPs per sample are counted by ``FlopCounterMode`` on the meta device (forward + backward, plus one more
 forward with gradient checkpointing).
@@ -117,6 +111,20 @@ def memory_gib(counts: dict, mode: str, strategy: str, gpus: int, checkpointing:
     return 1.1 * (states + encoders + activations) / GIB
 
 
+def precompute_weights(counts: dict) -> tuple[int, int]:
+    """(T5-XXL encoder + CogVideoX VAE parameters, what training loads besides them), counted on the meta device:
+    ``fantasyid train --precompute`` builds the first only."""
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import T5Config, T5EncoderModel
+
+    t5_xxl = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                      feed_forward_proj="gated-gelu")  # CogVideoX-5B's text_encoder/config.json
+    with META:
+        encoders = params(T5EncoderModel(t5_xxl)) + params(AutoencoderKLCogVideoX())  # diffusers' default: CogVideoX
+    rest = counts["backbone"] + counts["injection"] + counts["identity"] + 0.30e9  # + EVA02-CLIP-L vision
+    return encoders, int(rest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="paper", choices=("paper", "released"))
@@ -124,10 +132,13 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
     parser.add_argument("--strategies", action="store_true",
-                        help="measure DDP, FSDP and ZeRO-2 on 2 CPU processes at the tiny and small sizes")
+                        help="measured instead: memory per process of DDP vs ZeRO-2 vs FSDP, 2 CPU processes, tiny and small")
     args = parser.parse_args()
     if args.strategies:
-        return measured_strategies()
+        from train_strategies import table
+
+        table(["tiny", "small"], 2, steps=1)
+        return
 
     transformer, encoder, counts = build(args.variant)
     config = transformer.config
@@ -164,20 +175,11 @@ def main() -> None:
         hours = samples * with_ckpt / (0.4 * A100_BF16_PEAK) / gpus / 3600
         print(f"  90k steps × batch 16 on {gpus} A100s at 40 % MFU: {hours:,.0f} h")
 
-
-def measured_strategies(gpus: int = 2) -> None:
-    from strategies import YAMLS, run
-
-    counted = {"DDP": lambda p: 16 * p, "FSDP": lambda p: 16 * p / gpus, "ZeRO-2": lambda p: 4 * p + 12 * p / gpus}
-    print(f"{gpus} CPU processes (gloo), fp32, batch 1, full fine-tuning; rank 0 (rank 1 in brackets)\n")
-    print("| size | strategy | trainable params | live tensors / process | counted states / process | peak RSS |")
-    print("|---|---|---:|---:|---:|---:|")
-    for size in ("tiny", "small"):
-        for strategy in YAMLS:
-            r0, r1 = run(strategy, size, 2)
-            print(f"| {size} | {strategy} | {r0['params'] / 1e6:.2f} M | {r0['state_bytes'] / 2**20:.2f} MiB "
-                  f"({r1['state_bytes'] / 2**20:.2f}) | {counted[strategy](r0['params']) / 2**20:.2f} MiB | "
-                  f"{r0['peak_rss'] / 2**20:.0f} MiB |")
+    encoders, rest = precompute_weights(counts)
+    print(f"\n--precompute loads T5-XXL and the VAE only: {encoders / 1e9:.2f} B parameters, "
+          f"{2 * encoders / GIB:.1f} GiB in bf16 ({4 * encoders / GIB:.1f} GiB fp32), instead of "
+          f"{(encoders + rest) / 1e9:.2f} B with the transformer, identity modules and EVA-CLIP "
+          f"({2 * (encoders + rest) / GIB:.1f} GiB bf16); the VAE's activations while encoding come on top.")
 
 
 if __name__ == "__main__":

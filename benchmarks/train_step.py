@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py                      # tiny and small sizes on the CPU
     python benchmarks/train_step.py --size full          # one GPU, 49×480×720, random weights, bf16
-    python benchmarks/train_step.py --strategies         # DDP vs FSDP vs ZeRO-2, 2 CPU processes, tiny and small
+    python benchmarks/train_step.py --strategies         # DDP vs ZeRO-2 vs FSDP, 2 CPU processes (train_strategies.py)
 
 What is timed is the optimizer step of the training loop's trainable module (transformer + identity branch,
 ``fantasyid.training.model.TrainModule``) with the loop's own loss (``fantasyid.training.step.compute_loss``):
@@ -10,10 +10,6 @@ forward, backward, gradient clipping, AdamW. The frozen encoders' outputs (VAE l
 features) are random tensors of their shapes: they come from the precompute cache or cost the same in every
 setting. FLOPs are counted once with ``FlopCounterMode``; MFU = FLOPs / time / the device's measured matmul peak
 (fp32 on CPU, bf16 on GPU). Nothing is downloaded (random weights, built from the configs).
-
-``--strategies`` starts each of DDP, FSDP and DeepSpeed ZeRO-2 from its shipped accelerate YAML on 2 CPU processes
-(gloo) and times the same full fine-tuning step per process (``strategies.py`` says how); on a shared or small CPU the
-wall time mostly measures the communication and the other processes, so the CPU time is given too.
 """
 
 from __future__ import annotations
@@ -152,10 +148,13 @@ def main() -> None:
     parser.add_argument("--size", choices=("cpu", "full"), default="cpu", help="cpu: tiny and small; full: one GPU")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--strategies", action="store_true",
-                        help="DDP, FSDP and ZeRO-2 from the shipped YAMLs on 2 CPU processes (tiny and small)")
+                        help="DDP vs ZeRO-2 vs FSDP (2 CPU processes each, tiny and small; train_strategies.py)")
     args = parser.parse_args()
     if args.strategies:
-        return strategies_table(args.steps)
+        from train_strategies import table
+
+        table(["tiny", "small"], 2, args.steps)
+        return
     if args.size == "full":
         if not torch.cuda.is_available():
             sys.exit("error: --size full needs a CUDA GPU (49×480×720 trains on GPUs only); run the CPU sizes "
@@ -182,21 +181,6 @@ def main() -> None:
                   f"| {r['flops'] / 1e9:.2f} | {100 * r['flops'] / r['seconds'] / peak:.1f} % | {memory} |")
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-
-
-def strategies_table(steps: int) -> None:
-    from strategies import YAMLS, run
-
-    print(f"2 CPU processes (gloo), fp32, batch 1 per process, full fine-tuning, median of {steps} steps; "
-          f"rank 0 (rank 1 in brackets)\n")
-    print("| size | strategy | trainable params | s / step (wall) | CPU s / step | live tensors / process |")
-    print("|---|---|---:|---:|---:|---:|")
-    for size in ("tiny", "small"):
-        for strategy in YAMLS:
-            r0, r1 = run(strategy, size, steps)
-            print(f"| {size} | {strategy} | {r0['params'] / 1e6:.2f} M | {r0['wall']:.3f} ({r1['wall']:.3f}) | "
-                  f"{r0['cpu']:.3f} ({r1['cpu']:.3f}) | {r0['state_bytes'] / 2**20:.2f} MiB "
-                  f"({r1['state_bytes'] / 2**20:.2f}) |")
 
 
 if __name__ == "__main__":

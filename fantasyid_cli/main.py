@@ -111,8 +111,10 @@ app.command("app")(app_command)
 app.add_typer(study_app, name="study")
 
 from .commands.train_cmd import train_command  # noqa: E402  (imports no torch at module level)
+from .commands.bench_cmd import app as bench_app  # noqa: E402  (imports no torch at module level)
 
 app.command("train", help=train_command.__doc__)(train_command)
+app.add_typer(bench_app, name="bench")
 
 
 def main(argv: list[str] | None = None) -> None:

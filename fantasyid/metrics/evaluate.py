@@ -47,6 +47,7 @@ from fantasyid.data.video import (
 from fantasyid.errors import ConfigError, InputError, NoFaceError
 from fantasyid.metrics.identity import IdentityTrack, cosine
 from fantasyid.metrics.motion import FaceMotion, FlowSettings
+from fantasyid.metrics.pose_split import video_pose_split
 from fantasyid.metrics.results import (  # noqa: F401  (re-exported: the evaluation's public names)
     METRIC_NAMES,
     EvalSummary,
@@ -290,6 +291,7 @@ def _evaluate_video(
     track = IdentityTrack(reference=None if reference is None else reference.embedding)
     ifs_values: list[float] = []
     motion_values: list[float] = []
+    yaws: list[float] = []  # the head's yaw on each evaluated frame with a face, for the pose split
     opened: tuple[int, np.ndarray, Any] | None = None  # (index, frame, face or None): evaluated, awaiting index+1
 
     reader = FrameReader(result.path, keep)
@@ -325,6 +327,8 @@ def _evaluate_video(
                 fid.add(face.crop_512, real=False)
                 result.fid_crops += 1
             track.add(None if face is None else face.embedding)
+            if face is not None:
+                yaws.append(float(face.pose.yaw))
             if want_pairs:
                 opened = (index, frame, face)
             tick(1)
@@ -343,6 +347,8 @@ def _evaluate_video(
         result.message = result.message or "no face in any evaluated frame"
     if "rs" in metrics:
         result.rs = track.rs
+        if track.reference is not None:
+            result.pose = video_pose_split(track.rs_values, yaws)  # extra columns: RS per yaw bin
     if want_ifs:
         result.ifs, result.ifs_pairs = (float(np.mean(ifs_values)) if ifs_values else None), len(ifs_values)
     if motion is not None:

@@ -70,6 +70,24 @@ __all__ = [
 ]
 
 VARIANTS = ("released", "paper")
+FACE_ABSTRACTORS = ("c-abstractor", "qformer")
+
+
+def qformer_abstractor(config) -> nn.Module:
+    """The "w/o FA" face abstractor for an encoder ``config``: as many face tokens of the same width."""
+    from .qformer import QFormerAbstractor
+
+    return QFormerAbstractor(feature_dim=config.clip_hidden_dim, num_features=config.num_clip_layers,
+                             dim=config.abstractor_dim, num_tokens=config.abstractor_pool_size**2,
+                             output_dim=config.face_token_dim)
+
+
+def face_to_identity(config, vertex_tokens: bool) -> nn.Module | None:
+    """"w/o FV": the linear map from face tokens to the identity width (``None`` with vertex tokens, or when the
+    widths already agree)."""
+    if vertex_tokens or config.face_token_dim == config.identity_dim:
+        return None
+    return nn.Linear(config.face_token_dim, config.identity_dim)
 
 
 class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
@@ -113,6 +131,10 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
         reducer_strides: stride of each block (released: 4, 4, 2, 2 → 5023 → 1256 → 314 → 157 → 79; paper: 1).
         reducer_num_groups: GroupNorm groups in the ResConv1D blocks (8).
         identity_dim: width of the identity tokens handed to the transformer (2048).
+        face_abstractor_type: ``"c-abstractor"`` (both variants) or ``"qformer"``, the paper's "w/o FA" ablation
+            (:mod:`.qformer`).
+        vertex_tokens: ``False`` for the paper's "w/o FV" ablation: the identity tokens are the face tokens alone
+            (through ``face_to_identity`` when ``face_token_dim`` differs from ``identity_dim``).
 
     Call :meth:`load_mesh` once after construction (or load a saved model, which carries the mesh).
     """
@@ -150,30 +172,35 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
         reducer_strides: Sequence[int] = (4, 4, 2, 2),
         reducer_num_groups: int = 8,
         identity_dim: int = 2048,
+        face_abstractor_type: str = "c-abstractor",
+        vertex_tokens: bool = True,
     ):
         super().__init__()
         self._check_config()
         released = variant == "released"
         num_levels = len(mesh_num_vertices) - 1
 
-        # 1. Face abstractor
-        self.face_abstractor = FaceAbstractor(
-            variant=variant,
-            feature_dim=clip_hidden_dim,
-            num_features=num_clip_layers,
-            grid_size=clip_grid_size,
-            dim=abstractor_dim,
-            hidden_dim=abstractor_hidden_dim,
-            pool_size=abstractor_pool_size,
-            stage_depth=abstractor_stage_depth,
-            readout_depth=abstractor_readout_depth,
-            ffn_mult=abstractor_ffn_mult,
-            num_layers=face_abstractor_depth,
-            output_dim=face_token_dim,
-            num_latent_queries=num_latent_queries,
-            id_embedding_dim=id_embedding_dim,
-            num_id_embedding_tokens=num_id_embedding_tokens,
-        )
+        # 1. Face abstractor (the C-Abstractor; a Q-Former for the "w/o FA" ablation)
+        if face_abstractor_type == "qformer":
+            self.face_abstractor = qformer_abstractor(self.config)
+        else:
+            self.face_abstractor = FaceAbstractor(
+                variant=variant,
+                feature_dim=clip_hidden_dim,
+                num_features=num_clip_layers,
+                grid_size=clip_grid_size,
+                dim=abstractor_dim,
+                hidden_dim=abstractor_hidden_dim,
+                pool_size=abstractor_pool_size,
+                stage_depth=abstractor_stage_depth,
+                readout_depth=abstractor_readout_depth,
+                ffn_mult=abstractor_ffn_mult,
+                num_layers=face_abstractor_depth,
+                output_dim=face_token_dim,
+                num_latent_queries=num_latent_queries,
+                id_embedding_dim=id_embedding_dim,
+                num_id_embedding_tokens=num_id_embedding_tokens,
+            )
 
         # 2. Vertex tokens: learned queries (released) or a SpiralNet++ encoder of the input vertices (paper)
         if released:
@@ -206,12 +233,17 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
                 self.register_buffer(f"mesh_up_index_{level}", torch.zeros(fine, UP_SAMPLING_NNZ, dtype=torch.long))
                 self.register_buffer(f"mesh_up_weight_{level}", torch.zeros(fine, UP_SAMPLING_NNZ))
         self.register_buffer("mesh_loaded", torch.tensor(False))
+        # 7. "w/o FV": the face tokens alone, lifted to identity_dim when narrower
+        self.face_to_identity = face_to_identity(self.config, vertex_tokens)
 
     # ------------------------------------------------------------------------------------------ configuration
     def _check_config(self) -> None:
         c = self.config
         if c.variant not in VARIANTS:
             raise ConfigError(f"unknown identity encoder variant {c.variant!r}", hint="use 'released' or 'paper'")
+        if c.face_abstractor_type not in FACE_ABSTRACTORS:
+            raise ConfigError(f"unknown face_abstractor_type {c.face_abstractor_type!r}",
+                              hint=f"use one of {', '.join(FACE_ABSTRACTORS)}")
         if len(c.mesh_num_vertices) < 2:
             raise ConfigError(f"mesh_num_vertices needs at least two levels, got {list(c.mesh_num_vertices)}")
         if c.face_to_vertex_dims[-1] != c.vertex_dim:
@@ -266,8 +298,11 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
 
     @property
     def num_identity_tokens(self) -> int:
-        """N_id: ``pool² + reduced vertex count`` (released, 115) or the coarsest vertex count (paper, 314)."""
+        """N_id: ``pool² + reduced vertex count`` (released, 115) or the coarsest vertex count (paper, 314); the
+        face tokens alone (36) with ``vertex_tokens=False``."""
         c = self.config
+        if not c.vertex_tokens:
+            return self.num_face_tokens
         if c.variant == "released":
             return self.num_face_tokens + ResConv1D.output_length(c.mesh_num_vertices[0], c.reducer_strides)
         return c.mesh_num_vertices[-1]
@@ -398,6 +433,8 @@ class FantasyIDIdentityEncoder(ModelMixin, ConfigMixin):
                 f"id_embedding must be (B, {self.config.id_embedding_dim}), got {tuple(id_embedding.shape)}"
             )
         face_tokens = self.encode_face(clip_hidden_states)  # (B, pool², face_token_dim)
+        if not self.config.vertex_tokens:  # "w/o FV"
+            return face_tokens if self.face_to_identity is None else self.face_to_identity(face_tokens)
         vertex_tokens = self.reduce_vertices(self.encode_vertices(vertices, face_tokens))  # (B, N', identity_dim)
         if self.config.variant == "released":
             return torch.cat([face_tokens, vertex_tokens.to(face_tokens.dtype)], dim=1)

@@ -15,7 +15,8 @@ import torch
 from ..models.configs import identity_encoder_config, tiny_mesh_hierarchy, transformer_config
 
 __all__ = [
-    "TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "cogvideox_scheduler",
+    "TINY_HEIGHT", "TINY_WIDTH", "TINY_FRAMES", "build_tiny_components", "build_tiny_text_and_vae",
+    "cogvideox_scheduler",
     "tiny_text_encoder_config", "tiny_tokenizer", "tiny_transformer_config", "tiny_vae_config",
 ]
 
@@ -92,19 +93,11 @@ def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: st
     ``with_identity`` adds the tiny identity encoder (``variant`` ``released`` or ``paper``, mesh loaded). The face
     tools (detector, EVA-CLIP, DECA + FLAME) are attached separately (:func:`build_tiny_image_encoder`).
     """
-    from diffusers import AutoencoderKLCogVideoX
-    from transformers import T5Config, T5EncoderModel
-
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
 
     t_config = tiny_transformer_config(variant)
-    tokenizer = tiny_tokenizer()
-
-    torch.manual_seed(seed)
-    t5_config = T5Config(**tiny_text_encoder_config(len(tokenizer), t_config["text_embed_dim"]))
-    text_encoder = T5EncoderModel(t5_config).eval()
-    vae = AutoencoderKLCogVideoX(**tiny_vae_config(t_config["in_channels"] // 2)).eval()
-    transformer = FantasyIDTransformer3DModel(**t_config).eval()
+    tokenizer, text_encoder, vae = build_tiny_text_and_vae(seed, variant)  # seeds, then T5 and VAE
+    transformer = FantasyIDTransformer3DModel(**t_config).eval()  # drawn next from the same generator
     components = {
         "tokenizer": tokenizer,
         "text_encoder": text_encoder,
@@ -116,6 +109,21 @@ def build_tiny_components(seed: int = 0, with_identity: bool = True, variant: st
     if with_identity:
         components.update(_tiny_identity_components(variant))
     return components
+
+
+def build_tiny_text_and_vae(seed: int = 0, variant: str = "released") -> tuple:
+    """``(tokenizer, T5 encoder, VAE)`` of the tiny model, with the weights :func:`build_tiny_components` gives them
+    (the same seed, drawn first): what ``fantasyid train --precompute`` needs, without the transformer."""
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import T5Config, T5EncoderModel
+
+    t_config = tiny_transformer_config(variant)
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(seed)
+    t5_config = T5Config(**tiny_text_encoder_config(len(tokenizer), t_config["text_embed_dim"]))
+    text_encoder = T5EncoderModel(t5_config).eval()
+    vae = AutoencoderKLCogVideoX(**tiny_vae_config(t_config["in_channels"] // 2)).eval()
+    return tokenizer, text_encoder, vae
 
 
 def _tiny_identity_components(variant: str) -> dict:

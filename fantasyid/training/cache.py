@@ -64,12 +64,11 @@ def _fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _settings(config: TrainConfig, components, dtype: torch.dtype) -> dict[str, Any]:
-    d, pipe = config.data, components.pipe
+def _settings(config: TrainConfig, pipe, max_text_seq_length: int, dtype: torch.dtype) -> dict[str, Any]:
+    d = config.data
     return {"frames": d.frames, "fps": float(d.fps), "height": d.height, "width": d.width, "windows": d.windows,
             "dtype": str(dtype).removeprefix("torch."), "vae": _fingerprint(pipe.vae),
-            "text_encoder": _fingerprint(pipe.text_encoder),
-            "max_text_seq_length": int(pipe.transformer.config.max_text_seq_length)}
+            "text_encoder": _fingerprint(pipe.text_encoder), "max_text_seq_length": int(max_text_seq_length)}
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -139,8 +138,9 @@ def open_cache(config: TrainConfig, components, rows: list[dict], device: torch.
     rebuild = "fantasyid train CONFIG --precompute"
     if index is None:
         raise ConfigError(f"data.cache '{folder}' holds no latent cache", hint=f"build it: {rebuild}")
-    changed = _difference(index["settings"], _settings(config, components, frozen_dtype(
-        config.train.mixed_precision, device)))
+    pipe = components.pipe
+    changed = _difference(index["settings"], _settings(config, pipe, pipe.transformer.config.max_text_seq_length,
+                                                       frozen_dtype(config.train.mixed_precision, device)))
     if changed:
         raise ConfigError(f"the latent cache '{folder}' was built with another {changed}",
                           hint=f"rebuild it: {rebuild}")
@@ -173,7 +173,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
 
     from ..data.dataset import ClipDataset, window_start
     from ..data.clip_reader import sample_indices
-    from .model import build_components
+    from .model import load_text_and_vae
     from .step import encode_text, frozen_dtype, place_frozen
 
     config.validate()
@@ -185,14 +185,16 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     check_output_dir(folder, option="data.cache" if d.cache else "output_dir")
     index = _read_index(folder)
     set_seed(t.seed)  # as the loop: the tiny model's frozen parts depend on the seed
-    components = build_components(config.model, seed=t.seed)
+    encoders = load_text_and_vae(config.model, seed=t.seed)  # T5 and VAE only: no transformer, no identity modules
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = frozen_dtype(t.mixed_precision, device)
-    settings = _settings(config, components, dtype)
+    length = encoders.max_text_seq_length
+    settings = _settings(config, encoders.pipe, length, dtype)
+    # clip_image_size=0: precompute reads clips only (read_clip), never a reference view's EVA-CLIP pixels
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
-                          clip_image_size=components.image_encoder.config.image_size, num_vertices=None,
-                          seed=t.seed, holdout=d.holdout, reader=d.reader, windows=d.windows)
-    pipe = components.pipe
+                          clip_image_size=0, num_vertices=None, seed=t.seed, holdout=d.holdout, reader=d.reader,
+                          windows=d.windows, vertices=False)
+    pipe = encoders.pipe
     place_frozen(pipe.vae, device, dtype)
     place_frozen(pipe.text_encoder, device, dtype)
 
@@ -238,7 +240,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     with torch.no_grad(), _progress(console) as progress:
         task = progress.add_task("precompute", total=len(dataset.rows))
         if index["empty_prompt"] is None:
-            pending[_text_name("")] = encode_text(pipe, [""], device, dtype)[0].contiguous().cpu()  # (L, D)
+            pending[_text_name("")] = encode_text(pipe, [""], device, dtype, length)[0].contiguous().cpu()  # (L, D)
             index["empty_prompt"] = [None, _text_name("")]
             texts[_text_name("")] = ""
         for row in dataset.rows:
@@ -269,7 +271,8 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
                 text = _text_name(str(row["caption"]))
                 text_shard = index["texts"].get(text)
                 if text_shard is None and text not in texts:
-                    pending[text] = encode_text(pipe, [str(row["caption"])], device, dtype)[0].contiguous().cpu()
+                    states = encode_text(pipe, [str(row["caption"])], device, dtype, length)  # (1, L, D)
+                    pending[text] = states[0].contiguous().cpu()
                     texts[text] = str(row["caption"])
                 entries[clip_id] = {"row": key, "shard": None, "windows": windows, "text": [text_shard, text]}
                 stored += 1

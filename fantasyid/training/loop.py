@@ -44,6 +44,7 @@ class TrainResult:
     status: str  #: "finished" or "interrupted"
     start_step: int = 0
     losses: list[float] = field(default_factory=list)  #: global loss of each step run in this call
+    grad_norms: list[float] = field(default_factory=list)  #: global gradient norm of each step, before clipping
     skipped_clips: int = 0
     checkpoint: Path | None = None
     export: Path | None = None
@@ -127,7 +128,8 @@ def train(
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
 
-    from ..data.dataset import ClipDataset, collate_items
+    from ..data.caption import missing_captions_warning
+    from ..data.dataset import ClipDataset, collate_items, require_shapes
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, parameter_groups
     from .sampler import StepBatchSampler
@@ -142,12 +144,19 @@ def train(
     d, t = config.data, config.train
 
     # 1. Model (seeded identically on every process) and data, checked before anything slow
+    needs_vertices = config.model.identity and config.model.vertex_tokens
+    if needs_vertices:
+        require_shapes(d.manifest)  # a manifest made without DECA: one line, before any model is built
     set_seed(t.seed)
     components = build_components(config.model, seed=t.seed)
     clip_size = components.image_encoder.config.image_size
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
-                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant)
+                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant,
+                          vertices=needs_vertices)  # fmt: skip
+    uncaptioned = missing_captions_warning(sum(not row["caption"] for row in dataset.rows), len(dataset.rows))
+    if uncaptioned and state.is_main_process:  # once per run, not once per process
+        _print(console, f"[bold yellow]warning:[/] {d.manifest}: {uncaptioned}")
     cache = None
     if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
         from .cache import open_cache
@@ -220,7 +229,7 @@ def train(
         task = progress.add_task("train", total=t.max_steps, completed=start_step, loss=float("nan"), lr=0.0)
         while step < t.max_steps:
             step += 1
-            micro_losses, skipped = [], []
+            micro_losses, skipped, grad_norm = [], [], None
             for _ in range(accumulation):
                 batch = next(batches)
                 skipped.extend(batch["skipped"])
@@ -230,8 +239,8 @@ def train(
                     with accelerator.autocast():
                         loss = compute_loss(module, components, inputs)
                     accelerator.backward(loss)
-                    if accelerator.sync_gradients and o.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(params, o.max_grad_norm)
+                    if accelerator.sync_gradients:  # the global norm (before clipping; inf: measure only)
+                        grad_norm = accelerator.clip_grad_norm_(params, o.max_grad_norm or math.inf)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 micro_losses.append(loss.detach().float())
@@ -245,17 +254,19 @@ def train(
                 raise TrainingError(f"the loss is {step_loss} at step {step}; training stopped ({where})",
                                     hint="resume from that checkpoint with a lower optim.lr, or check the data")
             result.losses.append(step_loss)
+            grad_norm = float(grad_norm) if grad_norm is not None else math.nan
+            result.grad_norms.append(grad_norm)
             if main:
                 for skip in skipped:
                     _print(console, f"[yellow]skipped clip[/] {skip.clip_id}: {skip.reason}")
                 if step % config.log.every == 0 or step == t.max_steps:
-                    record = {"step": step, "loss": step_loss, "lr": lr, "skipped_clips": result.skipped_clips,
-                              "time": round(time.perf_counter() - t0, 3)}
+                    record = {"step": step, "loss": step_loss, "grad_norm": grad_norm, "lr": lr,
+                              "skipped_clips": result.skipped_clips, "time": round(time.perf_counter() - t0, 3)}
                     with open(log_path, "a", encoding="utf-8") as handle:
                         handle.write(json.dumps(record) + "\n")
                 progress.update(task, completed=step, loss=step_loss, lr=lr)
             if config.log.tensorboard:
-                accelerator.log({"train/loss": step_loss, "train/lr": lr}, step=step)
+                accelerator.log({"train/loss": step_loss, "train/grad_norm": grad_norm, "train/lr": lr}, step=step)
             if on_step is not None:
                 on_step(step, step_loss)
             stop = _agree(accelerator, interrupt.requested)

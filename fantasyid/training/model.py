@@ -19,7 +19,8 @@ from ..errors import ConfigError
 from .ablations import IdentityBranch, drop_layer_refiner, use_qformer
 from .config import ModelConfig
 
-__all__ = ["TrainComponents", "TrainModule", "build_components", "parameter_groups", "trainable_parameters"]
+__all__ = ["TextAndVae", "TrainComponents", "TrainModule", "build_components", "load_text_and_vae", "parameter_groups",
+           "trainable_parameters"]
 
 #: LoRA targets: the backbone's self-attention projections only (the identity attention trains fully).
 LORA_TARGETS = r"^transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)$"
@@ -80,17 +81,12 @@ def _load_base(config: ModelConfig, seed: int) -> tuple[Any, Any, dict[str, Any]
         pipe = FantasyIDPipeline(**components)
         pipe.set_face_tools(shape_estimator=shape_estimator)
         return pipe, image_encoder, {"init": "tiny", "random_weights": True, "face_pack": "buffalo_sc"}
+    path = _init_folder(init)
     if init.startswith("cogvideox:"):
-        return _load_cogvideox(Path(init.split(":", 1)[1]), config)
-    path = init.split(":", 1)[1] if init.startswith("released:") else init
-    if not Path(path).exists():
-        raise ConfigError(
-            f"model.init '{init}': '{path}' does not exist",
-            hint="use tiny, cogvideox:PATH (CogVideoX-5B-I2V folder), released:PATH, or a fantasyid train export",
-        )
+        return _load_cogvideox(path, config)
     from ..pipelines.loading import load_pipeline
 
-    loaded = load_pipeline(path, device="cpu", dtype="fp32", shape_needed=False, variant=config.variant)
+    loaded = load_pipeline(str(path), device="cpu", dtype="fp32", shape_needed=False, variant=config.variant)
     if loaded.pipe.identity_encoder is not None and loaded.pipe.identity_encoder.config.variant != config.variant:
         raise ConfigError(
             f"model.init '{init}' holds the {loaded.pipe.identity_encoder.config.variant!r} identity branch, "
@@ -100,10 +96,38 @@ def _load_base(config: ModelConfig, seed: int) -> tuple[Any, Any, dict[str, Any]
     return loaded.pipe, loaded.pipe.image_encoder, {"init": init, **loaded.info}
 
 
+def _check_cogvideox_folder(folder: Path) -> None:
+    """A CogVideoX-5B-I2V 1.0 diffusers folder, or one line saying what it is not."""
+    if not (folder / "transformer").is_dir():
+        raise ConfigError(f"'{folder}' is not a CogVideoX diffusers folder (no transformer/)",
+                          hint="download THUDM/CogVideoX-5b-I2V and point model.init=cogvideox:PATH at it")
+    if _transformer_json(folder).get("patch_size_t") is not None:
+        raise ConfigError(f"'{folder}' is CogVideoX 1.5 (patch_size_t set): FantasyID builds on "
+                          "CogVideoX-5B-I2V 1.0",
+                          hint="point model.init=cogvideox:PATH at a THUDM/CogVideoX-5b-I2V folder")
+
+
+def _transformer_json(folder: Path) -> dict[str, Any]:
+    import json
+
+    path = folder / "transformer" / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _folder_text_and_vae(folder: Path) -> tuple[Any, Any, Any]:
+    """``(tokenizer, T5 encoder, VAE)`` of a diffusers-layout folder (CogVideoX, the release, a fantasyid export), in
+    fp32 as :func:`~fantasyid.pipelines.loading.load_pipeline` loads them for training."""
+    from diffusers import AutoencoderKLCogVideoX
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    return (AutoTokenizer.from_pretrained(folder / "tokenizer"),
+            T5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32),
+            AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=torch.float32))
+
+
 def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[str, Any]]:
     """A CogVideoX-5B-I2V diffusers folder + fresh identity modules + EVA-CLIP and the mesh from the config."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
-    from transformers import AutoTokenizer, T5EncoderModel
+    from diffusers import CogVideoXDPMScheduler, CogVideoXTransformer3DModel
 
     from ..face.eva_clip import load_eva_clip_vision
     from ..models.configs import identity_encoder_config, transformer_config
@@ -112,17 +136,7 @@ def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[s
     from ..models.transformer_fantasyid import FantasyIDTransformer3DModel
     from ..pipelines.pipeline_fantasyid import FantasyIDPipeline
 
-    if not (folder / "transformer").is_dir():
-        raise ConfigError(f"'{folder}' is not a CogVideoX diffusers folder (no transformer/)",
-                          hint="download THUDM/CogVideoX-5b-I2V and point model.init=cogvideox:PATH at it")
-    transformer_config_file = folder / "transformer" / "config.json"
-    if transformer_config_file.is_file():
-        import json
-
-        if json.loads(transformer_config_file.read_text()).get("patch_size_t") is not None:
-            raise ConfigError(f"'{folder}' is CogVideoX 1.5 (patch_size_t set): FantasyID builds on "
-                              "CogVideoX-5B-I2V 1.0",
-                              hint="point model.init=cogvideox:PATH at a THUDM/CogVideoX-5b-I2V folder")
+    _check_cogvideox_folder(folder)
     for key in ("eva_clip", "mesh"):
         value = getattr(config, key)
         if not value or not Path(value).is_file():
@@ -133,16 +147,53 @@ def _load_cogvideox(folder: Path, config: ModelConfig) -> tuple[Any, Any, dict[s
     transformer = FantasyIDTransformer3DModel.from_cogvideox(base, **identity_keys)
     encoder = FantasyIDIdentityEncoder(**identity_encoder_config(config.variant))
     encoder.load_mesh(load_mesh_hierarchy(config.mesh))
+    tokenizer, text_encoder, vae = _folder_text_and_vae(folder)
     pipe = FantasyIDPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
-        text_encoder=T5EncoderModel.from_pretrained(folder / "text_encoder"),
-        vae=AutoencoderKLCogVideoX.from_pretrained(folder / "vae"),
-        transformer=transformer,
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
         scheduler=CogVideoXDPMScheduler.from_pretrained(folder / "scheduler"),
         identity_encoder=encoder,
     )
     image_encoder = load_eva_clip_vision(config.eva_clip, None, dtype=torch.float32, device=torch.device("cpu"))
     return pipe, image_encoder, {"init": f"cogvideox:{folder}", "random_weights": False}
+
+
+def _init_folder(init: str) -> Path:
+    """The folder of a ``model.init`` other than ``tiny`` (checked to exist)."""
+    path = init.split(":", 1)[1] if init.startswith(("released:", "cogvideox:")) else init
+    if not Path(path).exists():
+        raise ConfigError(
+            f"model.init '{init}': '{path}' does not exist",
+            hint="use tiny, cogvideox:PATH (CogVideoX-5B-I2V folder), released:PATH, or a fantasyid train export",
+        )
+    return Path(path)
+
+
+@dataclass
+class TextAndVae:
+    """What ``--precompute`` encodes with: ``model.init``'s tokenizer, T5 and VAE, and nothing else."""
+
+    pipe: Any  #: a FantasyIDPipeline without transformer (it lends the prompt encoding)
+    max_text_seq_length: int  #: the transformer's text length (read from its config, the transformer not built)
+
+
+def load_text_and_vae(config: ModelConfig, seed: int = 0) -> TextAndVae:
+    """The T5 encoder and VAE of ``config.init`` with the weights :func:`build_components` gives them, without
+    building the transformer, the identity modules or EVA-CLIP (whose weights ``--precompute`` never uses)."""
+    from ..pipelines.pipeline_fantasyid import FantasyIDPipeline
+    from ..pipelines.tiny import build_tiny_text_and_vae, cogvideox_scheduler, tiny_transformer_config
+
+    if config.init == "tiny":
+        tokenizer, text_encoder, vae = build_tiny_text_and_vae(seed=seed, variant=config.variant)
+        length = tiny_transformer_config(config.variant)["max_text_seq_length"]
+    else:
+        folder = _init_folder(config.init)
+        if config.init.startswith("cogvideox:"):
+            _check_cogvideox_folder(folder)
+        tokenizer, text_encoder, vae = _folder_text_and_vae(folder)
+        length = int(_transformer_json(folder).get("max_text_seq_length", 226))  # CogVideoX's 226 by default
+    pipe = FantasyIDPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=None,
+                             scheduler=cogvideox_scheduler())
+    return TextAndVae(pipe=pipe, max_text_seq_length=length)
 
 
 def build_components(config: ModelConfig, seed: int = 0) -> TrainComponents:

@@ -113,7 +113,7 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
     if components.module.identity is not None:
         pixels = batch["clip_pixels"].to(device, dtype)
         clip_hidden_states = list(components.image_encoder(pixels).hidden_states)
-        vertices = batch["vertices"].to(device)
+        vertices = batch["vertices"].to(device) if "vertices" in batch else None  # none for w/o FV
     return StepInputs(model_input, latents, noisy, timesteps, text_states, clip_hidden_states, vertices, rotary, ofs)
 
 
@@ -128,10 +128,12 @@ def noisy_latents(scheduler, latents: torch.Tensor, noise: torch.Tensor, timeste
     return alphas.sqrt() * latents.float() + (1.0 - alphas).sqrt() * noise.float()
 
 
-def encode_text(pipe, captions: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """T5 states of ``captions`` as the pipeline encodes prompts: (B, L, D)."""
-    return pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=pipe.transformer.config.max_text_seq_length,
-                                      device=device, dtype=dtype)
+def encode_text(pipe, captions: list[str], device: torch.device, dtype: torch.dtype,
+                max_length: int | None = None) -> torch.Tensor:
+    """T5 states of ``captions`` as the pipeline encodes prompts: (B, L, D); ``L`` is ``max_length``, by default the
+    transformer's text length."""
+    length = max_length if max_length is not None else pipe.transformer.config.max_text_seq_length
+    return pipe._get_t5_prompt_embeds(prompt=captions, max_sequence_length=length, device=device, dtype=dtype)
 
 
 def frozen_dtype(mixed_precision: str, device: torch.device) -> torch.dtype:

@@ -33,7 +33,7 @@ def test_all_outputs_written(full_eval):
         assert (out / name).is_file(), name
     # atomic writes (fantasyid.io.atomic_path: ".{stem}.XXXX.partial{suffix}") leave no temporary file behind
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["summary.json", "per_video.csv", "table.md", "table.tex", "identity_vs_motion.png"])
+        ["summary.json", "per_video.csv", "table.md", "table.tex", "identity_vs_motion.png", "pose_split.png"])
     assert not list(out.glob(".*.partial*"))
     assert (out / "identity_vs_motion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

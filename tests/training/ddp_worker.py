@@ -1,6 +1,6 @@
 """Run by test_distributed.py / test_zero2.py under torchrun or accelerate launch (or alone): train a config
-(resuming from argv[3] when given), then save this process's parameters, its losses and, under DeepSpeed, the
-DeepSpeed config accelerate used; under FSDP the parameters saved are this process's shards, and
+(resuming from argv[3] when given), then save this process's parameters, its losses, its per-step gradient norms and,
+under DeepSpeed, the DeepSpeed config accelerate used; under FSDP the parameters saved are this process's shards, and
 ``shards-rank{RANK}.json`` gives each parameter's (local, global) element counts."""
 
 import json
@@ -36,6 +36,7 @@ if __name__ == "__main__":
     (out / f"shards-rank{rank}.json").write_text(json.dumps(shards))
     save_file(params, str(out / f"params-rank{rank}.safetensors"))
     (out / f"losses-rank{rank}.txt").write_text("\n".join(str(x) for x in result.losses))
+    (out / f"grad_norms-rank{rank}.txt").write_text("\n".join(str(x) for x in result.grad_norms))
     from accelerate.state import AcceleratorState
 
     kind = {"distributed_type": str(AcceleratorState._shared_state.get("distributed_type")),

@@ -22,10 +22,25 @@ def _config(manifest, out, **data):
                        checkpoint={"every": 0}, optim={"lr": 2e-3})
 
 
-def test_training_from_the_cache_gives_the_live_losses(identity_data, tmp_path):
+def _refuse(name):
+    def build(*args, **kwargs):
+        raise AssertionError(f"--precompute built {name}")
+    return build
+
+
+def test_training_from_the_cache_gives_the_live_losses(identity_data, tmp_path, monkeypatch):
     live = train(_config(identity_data, tmp_path / "live"))
     config = _config(identity_data, tmp_path / "cached", cache=str(tmp_path / "cache"))
-    report = precompute(config)
+    # --precompute loads T5 and the VAE only: building the transformer, the identity modules or EVA-CLIP fails it
+    from fantasyid.face import eva_clip
+    from fantasyid.models.identity_encoder import FantasyIDIdentityEncoder
+    from fantasyid.models.transformer_fantasyid import FantasyIDTransformer3DModel
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FantasyIDTransformer3DModel, "__init__", _refuse("the transformer"))
+        patch.setattr(FantasyIDIdentityEncoder, "__init__", _refuse("the identity encoder"))
+        patch.setattr(eva_clip, "build_eva_clip_vision", _refuse("EVA-CLIP"))
+        report = precompute(config)
     assert (report.clips, report.stored, report.reused, report.failed) == (3, 3, 0, 0)
     cached = train(config)
     assert len(live.losses) == 3 and cached.losses == live.losses  # bit for bit, step for step

@@ -1,5 +1,6 @@
 """Two processes (torchrun, gloo on CPU) end with the same parameters on both ranks, equal (to tolerance) to one
-process training with the same global batch."""
+process training with the same global batch; every step has the same global loss and the same gradient norm (a
+gradient-scale error, which Adam would hide in the parameters, shows there), and the parameters really moved."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from train_fixtures import tiny_config
 
 from fantasyid.training.config import dump_config
+from fantasyid.training.model import build_components
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -46,7 +48,19 @@ def test_two_processes_equal_one_with_the_same_global_batch(identity_data, tmp_p
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
         torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
-    # the two runs really trained (parameters moved) and logged the same global losses
-    losses_two = [float(x) for x in (tmp_path / "two" / "losses-rank0.txt").read_text().split()]
-    losses_one = [float(x) for x in (tmp_path / "one" / "losses-rank0.txt").read_text().split()]
-    assert losses_two == pytest.approx(losses_one, rel=1e-4)
+    # the runs really trained: (almost) every trainable parameter moved from its initial value
+    initial = dict(build_components(config.model, seed=config.train.seed).module.named_parameters())
+    trained = [name for name, p in initial.items() if p.requires_grad]
+    moved = sum(not torch.equal(rank0[name], initial[name].detach()) for name in trained)
+    assert moved >= 0.9 * len(trained), (moved, len(trained))
+    # the same global loss and gradient norm (before clipping) at every step
+    assert read_floats(tmp_path / "two" / "losses-rank0.txt") == pytest.approx(
+        read_floats(tmp_path / "one" / "losses-rank0.txt"), rel=1e-4)
+    norms_two = read_floats(tmp_path / "two" / "grad_norms-rank0.txt")
+    assert len(norms_two) == 3 and all(n > 0 for n in norms_two)
+    assert norms_two == read_floats(tmp_path / "two" / "grad_norms-rank1.txt")
+    assert norms_two == pytest.approx(read_floats(tmp_path / "one" / "grad_norms-rank0.txt"), rel=1e-4)
+
+
+def read_floats(path: Path) -> list[float]:
+    return [float(x) for x in path.read_text().split()]

@@ -6,30 +6,15 @@ from __future__ import annotations
 import json
 
 import torch
-from train_fixtures import tiny_config
-from typer.testing import CliRunner
+from train_fixtures import generate_with, keep_components, tiny_config
 
 from fantasyid.data.manifest import manifest_sha256
-from fantasyid.training import model as model_module
 from fantasyid.training.loop import export_checkpoint, train
-from fantasyid_cli.main import app
-
-
-def _keep_components(monkeypatch) -> dict:
-    captured = {}
-    original = model_module.build_components
-
-    def keep(*args, **kwargs):
-        captured["components"] = original(*args, **kwargs)
-        return captured["components"]
-
-    monkeypatch.setattr(model_module, "build_components", keep)
-    return captured
 
 
 def test_export_generates_a_video_and_records_the_run(identity_data, tmp_path, monkeypatch):
     monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
-    captured = _keep_components(monkeypatch)
+    captured = keep_components(monkeypatch)
     config = tiny_config(identity_data, tmp_path / "run", train={"max_steps": 2}, checkpoint={"export": True})
     result = train(config)
     assert result.export == tmp_path / "run" / "export"
@@ -46,15 +31,7 @@ def test_export_generates_a_video_and_records_the_run(identity_data, tmp_path, m
     trained = dict(captured["components"].module.transformer.named_parameters())
     assert all(torch.equal(saved[k], trained[k]) for k in trained)  # the trained weights, not the initial ones
 
-    from skimage import data
-    import PIL.Image
-
-    PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
-    run = CliRunner().invoke(app, ["generate", "--model", str(result.export), "--ref", str(tmp_path / "me.png"),
-                                   "--prompt", "a woman smiles", "--out", str(tmp_path / "videos")])
-    assert run.exit_code == 0, run.output
-    (video,) = (tmp_path / "videos").glob("*.mp4")
-    assert video.stat().st_size > 0
+    video = generate_with(result.export, tmp_path)
     settings = json.loads(video.with_suffix(".json").read_text())["settings"]  # the model's own defaults
     built_for = json.loads((result.export / "transformer" / "config.json").read_text())["sample_frames"]
     assert (settings["steps"], settings["frames"], settings["height"], settings["width"], settings["fps"]) == (
@@ -63,7 +40,7 @@ def test_export_generates_a_video_and_records_the_run(identity_data, tmp_path, m
 
 def test_lora_trains_only_adapters_and_identity_and_is_fused_in_the_export(identity_data, tmp_path, monkeypatch):
     monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "home"))
-    captured = _keep_components(monkeypatch)
+    captured = keep_components(monkeypatch)
     config = tiny_config(identity_data, tmp_path / "run", model={"trainable": "lora", "lora_rank": 4},
                          train={"max_steps": 2}, checkpoint={"every": 0})
     train(config)

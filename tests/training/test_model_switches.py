@@ -87,7 +87,8 @@ def test_each_ablation_changes_exactly_the_modules_it_names():
 
     removed, added, changed, trainable = diff(vertex_tokens=False)  # w/o FV
     assert not removed and not changed
-    assert added <= {"identity.face_to_identity.weight", "identity.face_to_identity.bias"}  # face → identity width
+    lift = {"identity.encoder.face_to_identity.weight", "identity.encoder.face_to_identity.bias"}
+    assert added <= lift  # face → identity width
     dropped = base_trainable - trainable
     vertex = ("vertex_encoder.", "face_to_vertex.", "fusion.", "reducer.")
     assert dropped and all(k.removeprefix("identity.encoder.").startswith(vertex) for k in dropped)

@@ -51,22 +51,28 @@ def _schedule(**extra):
 
 @pytest.mark.slow
 def test_kill_9_and_resume_equals_an_uninterrupted_run(identity_data, tmp_path):
-    steps = {"train": {"max_steps": 7}, "checkpoint": {"every": 2, "total_limit": 0}}
+    """Killed (SIGKILL, by the process itself) right after step 5, two optimizer steps past checkpoint-3: the resumed
+    run must restore the AdamW moments, the schedule and the data stream of step 3 to repeat steps 4 and 5 exactly."""
+    steps = {"train": {"max_steps": 7}, "checkpoint": {"every": 3, "total_limit": 0}}
     reference = train(tiny_config(identity_data, tmp_path / "whole", **_schedule(**steps)))
     assert reference.status == "finished" and len(reference.losses) == 7
 
     config = tiny_config(identity_data, tmp_path / "killed", **_schedule(**steps))
-    process = _launch(config, tmp_path)
-    checkpoint = tmp_path / "killed" / "checkpoints" / "checkpoint-2"
-    _wait_for(checkpoint.is_dir, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (tmp_path / "killed" / "checkpoints" / "checkpoint-7").exists()  # really killed mid-run
+    path = tmp_path / "killed.yaml"
+    path.write_text(dump_config(config))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("kill_worker.py")), str(path), "5"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(_losses(tmp_path / "killed")) == [1, 2, 3, 4, 5]  # steps 4 and 5 ran past the checkpoint…
+    checkpoints = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-3"]  # …and were lost with the kill
 
     resumed = train(config, resume="latest")
-    assert resumed.start_step >= 2 and resumed.step == 7
+    assert (resumed.start_step, resumed.step) == (3, 7)
     assert _losses(tmp_path / "killed") == _losses(tmp_path / "whole")  # every step, exactly
-    assert resumed.losses == reference.losses[resumed.start_step:]
+    assert resumed.losses == reference.losses[3:]
+    assert resumed.grad_norms == reference.grad_norms[3:]
 
 
 @pytest.mark.slow
@@ -120,3 +126,20 @@ def test_a_nan_loss_stops_the_run_naming_the_step(data_copy, tmp_path):
     with pytest.raises(TrainingError, match="at step 1") as info:
         train(config)
     assert "no checkpoint was saved" in info.value.message
+
+
+@pytest.mark.slow
+def test_a_manifest_without_captions_warns_once(data_copy, tmp_path):
+    from rich.console import Console
+
+    from fantasyid.data.manifest import read_manifest, write_manifest
+
+    rows = read_manifest(data_copy).to_dict("records")
+    assert all(row["caption"] for row in rows) and len(rows) > 2
+    rows[1]["caption"] = ""
+    write_manifest(rows, data_copy)
+    console = Console(record=True, width=400)
+    train(tiny_config(data_copy, tmp_path / "run", train={"max_steps": 1}), console=console)
+    text = console.export_text()
+    assert text.count(f"1 of {len(rows)} kept clips have no caption") == 1, text  # counted right, said once
+    assert "unconditional" in text and "--captioner" in text

@@ -1,6 +1,7 @@
 """DeepSpeed ZeRO-2 started by the shipped accelerate YAML (examples/train/accelerate/zero2-8gpu.yaml), 2 CPU
-processes over gloo: the same losses and parameters as one plain process with the same global batch, the clip value
-and micro batch from the training config, optimizer states partitioned over the ranks, resume exact."""
+processes over gloo: the same losses, per-step gradient norms and parameters as one plain process with the same
+global batch, the clip value and micro batch from the training config, optimizer states partitioned over the ranks,
+resume exact."""
 
 from __future__ import annotations
 
@@ -65,6 +66,11 @@ def test_zero2_from_the_shipped_yaml_equals_one_process(identity_data, tmp_path)
     losses_two = [float(x) for x in (tmp_path / "two" / "losses-rank0.txt").read_text().split()]
     losses_one = [float(x) for x in (tmp_path / "one" / "losses-rank0.txt").read_text().split()]
     assert losses_two == pytest.approx(losses_one, rel=1e-4)
+    # and the same global gradient norm (DeepSpeed's, before clipping) at every step: a gradient-scale error shows
+    norms_two = [float(x) for x in (tmp_path / "two" / "grad_norms-rank0.txt").read_text().split()]
+    norms_one = [float(x) for x in (tmp_path / "one" / "grad_norms-rank0.txt").read_text().split()]
+    assert len(norms_two) == 3 and all(n > 0.05 for n in norms_two)  # so clipping at 0.05 really acted
+    assert norms_two == pytest.approx(norms_one, rel=1e-4)
     rank0 = load_file(str(tmp_path / "two" / "params-rank0.safetensors"))
     rank1 = load_file(str(tmp_path / "two" / "params-rank1.safetensors"))
     single = load_file(str(tmp_path / "one" / "params-rank0.safetensors"))

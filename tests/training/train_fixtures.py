@@ -28,3 +28,35 @@ def tiny_dict(manifest: Path, output_dir: Path, **sections) -> dict:
 
 def tiny_config(manifest: Path, output_dir: Path, **sections):
     return config_from_dict(tiny_dict(manifest, output_dir, **sections)).validate()
+
+
+def keep_components(monkeypatch) -> dict:
+    """Make ``build_components`` also store what it built in the returned dict (key ``components``)."""
+    from fantasyid.training import model as model_module
+
+    captured = {}
+    original = model_module.build_components
+
+    def keep(*args, **kwargs):
+        captured["components"] = original(*args, **kwargs)
+        return captured["components"]
+
+    monkeypatch.setattr(model_module, "build_components", keep)
+    return captured
+
+
+def generate_with(model: Path, tmp_path: Path) -> Path:
+    """``fantasyid generate --model MODEL`` on the astronaut photo (the real CLI); the video it wrote."""
+    import PIL.Image
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from fantasyid_cli.main import app
+
+    PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
+    run = CliRunner().invoke(app, ["generate", "--model", str(model), "--ref", str(tmp_path / "me.png"),
+                                   "--prompt", "a woman smiles", "--out", str(tmp_path / "videos")])
+    assert run.exit_code == 0, run.output
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    assert video.stat().st_size > 0
+    return video
