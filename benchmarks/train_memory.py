@@ -2,7 +2,7 @@
 on the ``meta`` device (no weights, no GPU), plus the training FLOPs per sample behind the 5B config's wall time.
 
     python benchmarks/train_memory.py [--variant paper] [--frames 49] [--height 480] [--width 720]
-    python benchmarks/train_memory.py --strategies      # measured: DDP vs FSDP vs ZeRO-2, 2 CPU processes, tiny and small
+    python benchmarks/train_memory.py --strategies      # measured: DDP vs ZeRO-2 vs FSDP, 2 CPU processes, tiny/small
 
 Method (bytes per parameter; N = number of GPUs):
 
@@ -19,12 +19,6 @@ Method (bytes per parameter; N = number of GPUs):
   (s = video + text tokens, h = hidden size) plus the identity cross-attention (≈ 10·s·h + its 314 K/V tokens).
   With gradient checkpointing only each block's input (2·s·h, bf16) is kept, plus one block recomputed.
 * +10 % for the CUDA context, allocator fragmentation and workspace.
-
-``--strategies`` measures instead of estimating, at the tiny and small sizes of ``train_step.py`` on 2 CPU
-processes started as training is (``train_strategies.py``): the parameter and optimizer-state bytes each process
-holds (fp32 here; compare with the counting above for N = 2: DDP 16·P, FSDP 16·P / N, ZeRO-2 4·P + 12·P / N with
-P trainable parameters, all of them here, gradients aside) and the peak RSS (mostly the Python and torch runtime at
-these sizes).
 
 Training FLOPs per sample are counted by ``FlopCounterMode`` on the meta device (forward + backward, plus one more
 forward with gradient checkpointing).
@@ -138,7 +132,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=720)
     parser.add_argument("--strategies", action="store_true",
-                        help="measured instead: memory per process of DDP vs FSDP vs ZeRO-2, 2 CPU processes, tiny and small")
+                        help="measured instead: memory per process of DDP vs ZeRO-2 vs FSDP, 2 CPU processes, tiny and small")
     args = parser.parse_args()
     if args.strategies:
         from train_strategies import table

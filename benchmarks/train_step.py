@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py                      # tiny and small sizes on the CPU
     python benchmarks/train_step.py --size full          # one GPU, 49×480×720, random weights, bf16
-    python benchmarks/train_step.py --strategies         # DDP vs FSDP vs ZeRO-2, 2 CPU processes (train_strategies.py)
+    python benchmarks/train_step.py --strategies         # DDP vs ZeRO-2 vs FSDP, 2 CPU processes (train_strategies.py)
 
 What is timed is the optimizer step of the training loop's trainable module (transformer + identity branch,
 ``fantasyid.training.model.TrainModule``) with the loop's own loss (``fantasyid.training.step.compute_loss``):
@@ -10,10 +10,6 @@ forward, backward, gradient clipping, AdamW. The frozen encoders' outputs (VAE l
 features) are random tensors of their shapes: they come from the precompute cache or cost the same in every
 setting. FLOPs are counted once with ``FlopCounterMode``; MFU = FLOPs / time / the device's measured matmul peak
 (fp32 on CPU, bf16 on GPU). Nothing is downloaded (random weights, built from the configs).
-
-``--strategies`` starts each of DDP, FSDP and DeepSpeed ZeRO-2 from its shipped accelerate YAML on 2 CPU processes
-(gloo) and times the same full fine-tuning step per process (``train_strategies.py`` says how); on a shared or small CPU the
-wall time mostly measures the communication and the other processes, so the CPU time is given too.
 """
 
 from __future__ import annotations
@@ -152,7 +148,7 @@ def main() -> None:
     parser.add_argument("--size", choices=("cpu", "full"), default="cpu", help="cpu: tiny and small; full: one GPU")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--strategies", action="store_true",
-                        help="DDP vs FSDP vs ZeRO-2 (2 CPU processes each, tiny and small; train_strategies.py)")
+                        help="DDP vs ZeRO-2 vs FSDP (2 CPU processes each, tiny and small; train_strategies.py)")
     args = parser.parse_args()
     if args.strategies:
         from train_strategies import table

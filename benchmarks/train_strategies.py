@@ -2,19 +2,20 @@
 memory held per process (parameters, optimizer state) and peak memory. ``train_step.py --strategies`` and
 ``train_memory.py --strategies`` print its tables; ``gpu_train.sh`` runs it at full size on GPUs.
 
-    python benchmarks/train_strategies.py --size tiny            # DDP, FSDP and ZeRO-2, 2 CPU processes each
+    python benchmarks/train_strategies.py --size tiny            # DDP, ZeRO-2 and FSDP, 2 CPU processes each
     python benchmarks/train_strategies.py --size full --device cuda   # every GPU of the node, bf16 (gpu_train.sh)
 
-Each strategy is started the way the README starts training: DDP with ``torchrun``, FSDP and DeepSpeed ZeRO-2 with
-``accelerate launch --config_file examples/train/accelerate/{fsdp,zero2}-8gpu.yaml`` (the shipped files; on CPU
-processes FSDP is accelerate's FSDP2 over gloo, ``fantasyid.training.fsdp.enable_cpu_fsdp``). Every process
-builds the benchmark's trainable module (``train_step.build``: transformer + identity branch, random weights,
+Each strategy is started the way the README starts training: DDP with ``torchrun``, DeepSpeed ZeRO-2 and FSDP with
+``accelerate launch --config_file examples/train/accelerate/{zero2,fsdp}-8gpu.yaml`` (the shipped files; FSDP on CPU
+processes as ``fantasyid train`` runs it: accelerate's FSDP2 plugin over gloo, ``fantasyid.training.fsdp``). Every
+process builds the benchmark's trainable module (``train_step.build``: transformer + identity branch, random weights,
 gradient checkpointing, random frozen-encoder outputs), prepares it and AdamW with accelerate as the training loop
-does (``fantasyid.training.loop``: the same process-group setup and DeepSpeed values), and times ``--steps``
-optimizer steps of the loop's loss after one warm-up step (whose FLOPs are counted for the MFU). Memory "held" is
-what this process's tensors take: its parameters (ZeRO-2: replicated; FSDP: its shards) and optimizer state (ZeRO-2:
-its partition of the fp32 master weights and AdamW moments; FSDP: the moments of its shards); gradients are not listed (ZeRO-2 frees them inside its step). Peak is the process's peak RSS on a CPU, peak allocated
-GPU memory on a GPU. Add a strategy: an entry in ``STRATEGIES`` (how it is launched).
+does (``fantasyid.training.loop``: the same process-group setup and DeepSpeed values), and times ``--steps`` optimizer
+steps of the loop's loss after one warm-up step (whose FLOPs are counted for the MFU). Memory "held" is what this
+process's tensors take: its parameters (ZeRO-2: replicated; FSDP: its shard) and optimizer state (ZeRO-2: its
+partition of the fp32 master weights and AdamW moments; FSDP: the moments of its shard); gradients are not listed
+(ZeRO-2 frees them inside its step). Peak is the process's peak RSS on a CPU, peak allocated GPU memory on a GPU. Add
+a strategy: an entry in ``STRATEGIES`` (how it is launched).
 """
 
 from __future__ import annotations
@@ -36,19 +37,19 @@ ACCELERATE = ROOT / "examples" / "train" / "accelerate"
 #: name → launcher arguments before the script (``{n}``: processes, ``{port}``: rendezvous port)
 STRATEGIES = {
     "DDP": ["-m", "torch.distributed.run", "--nproc_per_node", "{n}", "--master_port", "{port}"],
-    "FSDP": ["-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "fsdp-8gpu.yaml"),
-             "--num_processes", "{n}", "--main_process_port", "{port}"],
     "ZeRO-2": ["-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "zero2-8gpu.yaml"),
                "--num_processes", "{n}", "--main_process_port", "{port}"],
+    "FSDP": ["-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "fsdp-8gpu.yaml"),
+             "--num_processes", "{n}", "--main_process_port", "{port}"],
 }
 
 
 def _bytes(tensors) -> int:
-    """Bytes these tensors hold in this process (a DTensor, FSDP2's sharded parameter or state, by its local shard)."""
+    """Bytes this process holds: a DTensor (FSDP) by its local shard."""
     from torch.distributed.tensor import DTensor
 
-    local = (t.to_local() if isinstance(t, DTensor) else t for t in tensors if t is not None)
-    return sum(t.numel() * t.element_size() for t in local)
+    return sum((t.to_local() if isinstance(t, DTensor) else t).numel() * t.element_size()
+               for t in tensors if t is not None)
 
 
 def _optimizer_state_bytes(optimizer) -> int:
@@ -82,7 +83,7 @@ def worker(args) -> None:
     cpu = state.device.type == "cpu"
     dtype = torch.float32 if cpu else torch.bfloat16
     accelerator = Accelerator(cpu=cpu and not _deepspeed_requested(), mixed_precision="no" if cpu else "bf16")
-    enable_cpu_fsdp(accelerator)  # CPU processes launched with the FSDP config: accelerate's FSDP2 over gloo
+    enable_cpu_fsdp(accelerator)  # FSDP on CPU processes: accelerate's FSDP2 plugin over gloo, as training does
     device = accelerator.device
     configure_deepspeed(accelerator, SimpleNamespace(train=SimpleNamespace(micro_batch=1),
                                                      optim=SimpleNamespace(max_grad_norm=1.0)))
@@ -134,8 +135,8 @@ def run(strategy: str, size: str, processes: int, steps: int = 2, trainable: str
     port = _free_port()
     with tempfile.TemporaryDirectory() as out:
         launcher = [a.format(n=processes, port=port) for a in STRATEGIES[strategy]]
-        if strategy != "DDP" and not _has_cuda():
-            launcher += ["--mixed_precision", "no"]  # the YAMLs' bf16 is for GPUs
+        if strategy in ("ZeRO-2", "FSDP") and not _has_cuda():
+            launcher += ["--mixed_precision", "no"]  # the YAML's bf16 is for GPUs
         command = [sys.executable, *launcher, str(Path(__file__).resolve()), "--worker", "--size", size,
                    "--trainable", trainable, "--steps", str(steps), "--out", out]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
