@@ -133,6 +133,11 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         self.image_encoder = image_encoder
         self.shape_estimator = shape_estimator
 
+    @property
+    def uses_vertices(self) -> bool:
+        """Whether the identity encoder reads 3D vertices (False for the "w/o FV" ablation: no DECA needed)."""
+        return self.identity_encoder is not None and bool(getattr(self.identity_encoder.config, "vertex_tokens", True))
+
     def identity_inputs(
         self, image: PIL.Image.Image | np.ndarray, vertices: torch.Tensor | None = None, need_vertices: bool = True
     ) -> IdentityInputs:
@@ -185,9 +190,14 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         device = self._execution_device
         pixels = preprocess(np.asarray(identity.face_image.convert("RGB")), self.image_encoder.config.image_size)
         hidden_states = self.image_encoder(pixels.to(device)).hidden_states  # clip layers × (1, 1 + grid², D)
-        vertices = identity.vertices.to(device)
-        if vertices.ndim == 2:
-            vertices = vertices[None]
+        vertices = None  # w/o FV: the identity tokens are the face tokens alone
+        if self.uses_vertices:
+            if identity.vertices is None:
+                raise ConfigError("no 3D face: this identity encoder reads vertices and none were given",
+                                  hint="attach DECA + FLAME or pass --shape SHAPE.npz")
+            vertices = identity.vertices.to(device)
+            if vertices.ndim == 2:
+                vertices = vertices[None]  # (V, 3) → (1, V, 3)
         tokens = self.identity_encoder(hidden_states, vertices)  # (1, N_id, identity_dim)
         return self.transformer.prepare_identity(tokens.to(self.transformer.dtype))
 
@@ -279,7 +289,7 @@ class FantasyIDPipeline(CogVideoXImageToVideoPipeline):
         # 2. Face: detect, align, 3D shape (skipped when the caller brings them)
         if use_identity and identity is None:
             # with a precomputed cache only the aligned crop is needed: it is still the first frame
-            identity = self.identity_inputs(image, vertices, need_vertices=identity_cache is None)
+            identity = self.identity_inputs(image, vertices, need_vertices=identity_cache is None and self.uses_vertices)
         elif identity is not None and vertices is not None:
             identity.vertices = vertices
         first_frame = identity.face_image if (use_identity and identity is not None) else image

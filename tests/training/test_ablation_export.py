@@ -50,3 +50,24 @@ def test_ablation_exports_and_generates(name, identity_data, tmp_path, monkeypat
         assert encoder.num_identity_tokens == encoder.num_face_tokens  # the face tokens alone
 
     generate_with(result.export, tmp_path)
+
+    # without the shape estimator saved beside it (a real export from the release's weights has none: DECA is
+    # licensed), w/o FV still generates, needing no DECA; the others ask for it
+    import shutil
+
+    from fantasyid.pipelines.checkpoint import SHAPE_DIR
+
+    shutil.rmtree(result.export / SHAPE_DIR)
+    (tmp_path / "no-deca").mkdir()
+    monkeypatch.setenv("FANTASYID_HOME", str(tmp_path / "empty-home"))
+    if name == "wo-fv":
+        generate_with(result.export, tmp_path / "no-deca")
+    else:
+        from typer.testing import CliRunner
+
+        from fantasyid_cli.main import app
+
+        run = CliRunner().invoke(app, ["generate", "--model", str(result.export), "--ref", str(tmp_path / "me.png"),
+                                       "--prompt", "a woman smiles", "--out", str(tmp_path / "no-deca" / "videos")])
+        assert run.exit_code == 1, (run.output, run.exception)
+        assert "deca" in (run.output + str(run.exception)).lower(), (run.output, run.exception)
