@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fantasyid.errors import CheckpointError, ConfigError, require
+from fantasyid.errors import CheckpointError, require
 from fantasyid.face.analysis import ort_session_options
 from fantasyid.metrics.fid import (
     INCEPTION_SIZE,
@@ -36,8 +36,6 @@ from fantasyid.metrics.fid import (
     inception_weights_path,
 )
 
-#: FID feature backends: ONNX Runtime (default) or the TorchScript file as is (the reference).
-BACKENDS = ("onnxruntime", "torchscript")
 #: ONNX opset of the export.
 OPSET = 17
 #: Largest relative difference between the export's and the TorchScript's features accepted at export time.
@@ -128,7 +126,7 @@ def export_onnx(weights: Path, out: Path) -> Path:
         if not error <= EXPORT_TOLERANCE:
             raise CheckpointError(
                 f"the ONNX export of the FID Inception differs from {weights} by {error:.2e} (relative)",
-                hint="use --fid-backend torchscript, and report this with your onnxruntime and torch versions",
+                hint="use --fid-backend torchscript (or torch-fp16), and report this with your onnxruntime and torch versions",
             )
     return out
 
@@ -144,8 +142,6 @@ def onnx_providers(device: str) -> list:
 class OnnxInceptionFeatures(FrozenFeatures):
     """:class:`fantasyid.metrics.fid.InceptionFeatures` run by ONNX Runtime: uint8 ``(N, 3, H, W)`` RGB in,
     ``(N, 2048)`` float out. ``threads`` is ONNX Runtime's intra-op thread count (one per worker by default)."""
-
-    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -186,14 +182,22 @@ class OnnxInceptionFeatures(FrozenFeatures):
 
 
 def make_inception(
-    backend: str = "onnxruntime", *, device: str = "cpu", threads: int = 1, cache_dir: str | Path | None = None
+    backend: str = "auto", *, device: str = "cpu", threads: int = 1, cache_dir: str | Path | None = None
 ) -> torch.nn.Module:
-    """The FID feature extractor for ``backend`` (:data:`BACKENDS`) on ``device``; ``cache_dir`` holds the ONNX
-    export (default ``$FANTASYID_HOME/cache``)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown FID backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
-    if backend == "onnxruntime":
-        return OnnxInceptionFeatures(device=device, threads=threads, cache_dir=cache_dir)
-    from fantasyid.metrics.fid import InceptionFeatures
+    """The FID feature extractor for ``backend`` (a name of
+    :data:`fantasyid.metrics.inception_backends.CHOICES`; ``auto`` resolved for this CPU) on ``device``;
+    ``cache_dir`` holds the ONNX export (default ``$FANTASYID_HOME/cache``). Its ``backend`` attribute is the
+    resolved :class:`~fantasyid.metrics.inception_backends.Backend`."""
+    from fantasyid.metrics.inception_backends import TorchInceptionFeatures, resolve_backend
 
-    return InceptionFeatures().to(device)
+    chosen = resolve_backend(backend, device)
+    if chosen.runtime == "onnxruntime":
+        extractor = OnnxInceptionFeatures(device=device, threads=threads, cache_dir=cache_dir)
+    elif chosen.runtime == "torchscript":
+        from fantasyid.metrics.fid import InceptionFeatures
+
+        extractor = InceptionFeatures().to(device)
+    else:
+        extractor = TorchInceptionFeatures(chosen.precision, device=device)
+    extractor.backend = chosen
+    return extractor
