@@ -84,6 +84,18 @@ ALIASES = {"onnxruntime": "ort-fp32"}
 CHOICES = ("auto", *BACKENDS, *ALIASES)
 
 
+def auto_candidates() -> list[Backend]:
+    """The backends ``auto`` can pick on some CPU: those within the tolerance, in order, up to the first that
+    needs no CPU flag (``ort-fp32``: nothing after it is ever reached)."""
+    out = []
+    for backend in BACKENDS.values():
+        if backend.within_tolerance:
+            out.append(backend)
+            if not backend.fast_with:
+                break
+    return out
+
+
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: not Linux)."""
@@ -115,9 +127,9 @@ def resolve_backend(name: str, device: str = "cpu") -> Backend:
         if str(device).startswith("cuda"):
             return BACKENDS["ort-fp32"]
         flags = cpu_flags()
-        for backend in BACKENDS.values():
-            if (backend.within_tolerance and all(flag in flags for flag in backend.fast_with)
-                    and (backend.runtime != "torch" or _torch_supports(backend.precision))):
+        for backend in auto_candidates():
+            if all(flag in flags for flag in backend.fast_with) and (
+                    backend.runtime != "torch" or _torch_supports(backend.precision)):
                 return backend
         return BACKENDS["ort-fp32"]
     if name not in BACKENDS:
