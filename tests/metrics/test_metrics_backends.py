@@ -86,8 +86,9 @@ def test_auto_follows_the_cpu_flags_and_the_device(monkeypatch):
     assert resolve_backend("auto", "cuda:0").name == "ort-fp32"
     monkeypatch.setattr("fantasyid.metrics.inception_backends._torch_supports", lambda precision: False)
     assert resolve_backend("auto").name == "ort-fp32"  # a PyTorch without oneDNN fp16 kernels
-    monkeypatch.setattr(flags, lambda: frozenset())
-    assert resolve_backend("auto").name == "ort-fp32"
+    monkeypatch.setattr("fantasyid.metrics.inception_backends._torch_supports", lambda precision: True)
+    monkeypatch.setattr(flags, lambda: frozenset({"amx_bf16", "avx512_fp16", "avx512_bf16"}))
+    assert resolve_backend("auto").name == "ort-fp32"  # Sapphire Rapids: fp16 kernels exist but are slower
     assert resolve_backend("onnxruntime").name == "ort-fp32"  # the earlier name
     assert [b.name for b in auto_candidates()] == ["torch-fp16", "ort-fp32"]
     described = BACKENDS["torch-fp16"].describe()
