@@ -7,12 +7,11 @@ with its batch norm and ReLU and runs its own AVX-512 kernels, still in fp32. Th
 resize to 299 → scaling) is part of the graph too. Features agree with the TorchScript ones to ~6e-6 relative, and
 FID to far better than 0.1 % (``tests/metrics/test_metrics_speed.py`` asserts it).
 
-Lower precision was measured and rejected (issue 12 allows FID to move by 0.1 %): on this CPU without AMX, bf16
-and fp16 (PyTorch/oneDNN, OpenVINO) ran slower than fp32, and int8 (ONNX Runtime static quantisation, per-channel
-weights, VNNI) ran 2.3× faster but moved FID by 17 %. On a CPU with AMX-bf16 (issue 18), bf16 through oneDNN runs
-the network 2.4× (TorchScript fed bf16, 55 vs 134 ms per crop, one thread) to 3.7× (an fx graph, autocast, 30 ms)
-faster than PyTorch fp32, but moves FID on real faces by 1.3e-3 to 5.2e-3 (up to 6.4e-3 with the first layers kept in
-fp32), above the 1e-3 tolerance, so fp32 stays the only backend; ``benchmarks/inception_precision.py`` measures it.
+Lower precision (issue 12 allows FID to move by 0.1 %): int8 (ONNX Runtime static quantisation, VNNI) runs 2.3×
+faster but moves FID by 17 %. The PyTorch backends of :mod:`fantasyid.metrics.inception_backends` run the same
+network in fp16 (within the tolerance, but slower than this fp32 on CPUs without AMX-FP16) and bf16 (3× faster on
+AMX-BF16, outside the tolerance: opt-in only); ``--fid-backend auto`` keeps this fp32 backend unless the CPU has
+AMX-FP16.
 
 On a GPU the same ONNX graph runs on ONNX Runtime's CUDA provider (``onnxruntime-gpu``), with TF32 off.
 """
