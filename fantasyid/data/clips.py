@@ -26,10 +26,12 @@ class ClipRecord:
 
     row: dict[str, Any]
     face_indices: list[int] = field(default_factory=list)  #: source frames sampled for detection and views
+    pose_indices: list[int] = field(default_factory=list)  #: the denser grid whose head poses the views come from
     ocr_indices: list[int] = field(default_factory=list)  #: source frames sampled for OCR
     caption_index: int = -1  #: source frame shown to the captioning model
     frames: dict[int, np.ndarray] = field(default_factory=dict)  #: source index → (H, W, 3) uint8 RGB
     faces: list[dict[str, Any]] = field(default_factory=list)  #: main face of each face frame (face stage)
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  #: stage → (wall, CPU) seconds
 
     @property
     def id(self) -> str:
@@ -47,9 +49,12 @@ class ClipRecord:
         self.row["stages"] = [*self.row["stages"], stage]
 
     def release(self) -> None:
-        """Drop decoded frames and faces once the row is final (they are not part of the manifest)."""
+        """Drop decoded frames and faces once the row is final (they are not part of the manifest); store the
+        stage timings in the row, in the order of its ``stages``."""
         self.frames = {}
         self.faces = []
+        self.row["stage_wall"] = [float(self.times.get(s, (0.0, 0.0))[0]) for s in self.row["stages"]]
+        self.row["stage_cpu"] = [float(self.times.get(s, (0.0, 0.0))[1]) for s in self.row["stages"]]
 
 
 def clip_length(source_fps: float, clip_frames: int, fps: float) -> int:
@@ -82,6 +87,7 @@ def _base_row(source: VideoSource, num_shards: int, digest: str, **values: Any) 
     return new_row(
         source_path=source.path,
         source_sha256=digest,
+        source_key=source.key,
         shard=shard_of(source.path, num_shards),
         caption=source.caption,
         caption_source=source.caption_source,
@@ -161,6 +167,7 @@ def plan_clips(source: VideoSource, settings: Any, num_shards: int) -> list[Clip
             frames = training_indices(start, source_fps, settings.clip_frames, settings.fps, end)
             record.face_indices = [frames[i] for i in evenly_spaced(len(frames), settings.sample_frames)]
             record.ocr_indices = [frames[i] for i in evenly_spaced(len(frames), settings.ocr_frames)]
+            record.pose_indices = [frames[i] for i in evenly_spaced(len(frames), settings.pose_frames)]
             record.caption_index = frames[len(frames) // 2]
         records.append(record)
     return records
@@ -171,7 +178,8 @@ def decode_records(path: str, records: list[ClipRecord]) -> None:
 
     A record whose frames could not all be decoded (a file truncated mid-way) is rejected with the decoder's reason.
     """
-    wanted = {i for r in records if r.keep for i in (*r.face_indices, *r.ocr_indices, r.caption_index) if i >= 0}
+    wanted = {i for r in records if r.keep for i in (*r.face_indices, *r.pose_indices, *r.ocr_indices,
+                                                     r.caption_index) if i >= 0}  # fmt: skip
     if not wanted:
         return
     frames: dict[int, np.ndarray] = {}
@@ -187,7 +195,7 @@ def decode_records(path: str, records: list[ClipRecord]) -> None:
     for record in records:
         if not record.keep:
             continue
-        needed = {*record.face_indices, *record.ocr_indices, record.caption_index}
+        needed = {*record.face_indices, *record.pose_indices, *record.ocr_indices, record.caption_index}
         missing = sorted(needed - set(frames))
         if missing:
             record.reject(reader.error or f"frame {missing[0]} could not be decoded")
