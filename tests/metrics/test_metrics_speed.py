@@ -92,6 +92,26 @@ def test_fast_path_keeps_the_numbers(which, request, face_root):
         assert fast_video.fm == pytest.approx(slow_video.fm, abs=TOLERANCE["fm"])
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch-fp16"])
+def test_fid_backends_keep_rs_ifs_fm_and_fid(backend, carphone_videos, face_root):
+    """Every backend `auto` may pick (``auto`` itself: ``ort-fp32`` on this CPU) against ONNX Runtime fp32: RS,
+    IFS and FM bit-equal (they never see the Inception), FID within the stated tolerance; the provenance says which
+    backend ran, its precision and the tolerance."""
+    from fantasyid.metrics.inception_backends import FID_TOLERANCE, resolve_backend
+
+    reference = evaluate_runs([carphone_videos], METRICS, face_root=face_root, frames=4, workers=1,
+                              fid_backend="ort-fp32")
+    other = evaluate_runs([carphone_videos], METRICS, face_root=face_root, frames=4, workers=1, fid_backend=backend)
+    chosen = resolve_backend(backend)
+    inception = other.provenance["inception"]
+    assert inception["backend"] == chosen.name and inception["precision"] == chosen.precision
+    assert inception["fid_tolerance"] == FID_TOLERANCE and inception["within_tolerance"] is True
+    for name in ("rs", "ifs", "fm"):
+        assert getattr(other.runs[0], name) == getattr(reference.runs[0], name), name
+    expected, got = reference.runs[0].fid, other.runs[0].fid
+    assert expected is not None and abs(got - expected) / expected <= FID_TOLERANCE, (expected, got)
+
+
 def test_onnx_features_match_torchscript(astronaut, face_root):
     crops = np.stack([astronaut[30 + 9 * i : 290 + 9 * i, 120 + 7 * i : 380 + 7 * i] for i in range(3)])
     batch = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
