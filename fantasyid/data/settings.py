@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fantasyid.data.caption import CAPTION_PROMPT
 from fantasyid.data.manifest import MANIFEST_VERSION, STAGES
 from fantasyid.errors import ConfigError
 
@@ -64,10 +65,11 @@ class PrepSettings:
     deca: str | None = None  #: DECA deca_model.tar (licensed)
     flame: str | None = None  #: FLAME generic_model.pkl (licensed)
     # caption
-    captioner: str | None = None  #: local transformers folder of a captioning model
+    captioner: str | None = None  #: captioning model: qwen2.5-vl, a hub id or a local folder (resolved to a folder)
     caption_batch: int = 8
-    caption_max_tokens: int = 60
-    caption_prompt: str = "Describe this video frame in one detailed sentence."
+    caption_max_tokens: int = 120
+    caption_frames: int = 8  #: frames of the clip a video captioner sees (from the face stage's sampled frames)
+    caption_prompt: str = CAPTION_PROMPT
     require_caption: bool = False  #: reject kept clips that end without a caption
     # what runs and where
     stages: tuple[str, ...] = OPTIONAL_STAGES
@@ -103,21 +105,26 @@ class PrepSettings:
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
             ("--min-same-person", -1 <= self.min_same_person <= 1),
             ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0),
-            ("--caption-batch", self.caption_batch >= 1),
+            ("--caption-batch", self.caption_batch >= 1), ("--caption-frames", self.caption_frames >= 1),
         ]  # fmt: skip
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"invalid value for {flag}", hint="see fantasyid prep --help for the allowed range")
         if (self.deca is None) != (self.flame is None):
             raise ConfigError("the 3D stage needs both --deca and --flame", hint="pass both licensed files, or neither")
-        for flag, value in (("--deca", self.deca), ("--flame", self.flame), ("--captioner", self.captioner)):
+        for flag, value in (("--deca", self.deca), ("--flame", self.flame)):
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"{flag} '{value}' does not exist")
-        if self.captioner is not None and not (Path(self.captioner) / "config.json").is_file():
-            raise ConfigError(
-                f"--captioner '{self.captioner}' is not a transformers model folder (no config.json)",
-                hint="pass a folder saved with save_pretrained, e.g. a local copy of Florence-2, BLIP or Qwen2-VL",
-            )
+        if self.captioner is not None:
+            from fantasyid.hub import resolve_captioner
+
+            self.captioner = str(resolve_captioner(self.captioner))
+            if not (Path(self.captioner) / "config.json").is_file():
+                raise ConfigError(
+                    f"--captioner '{self.captioner}' is not a transformers model folder (no config.json)",
+                    hint="pass a folder saved with save_pretrained (e.g. a local copy of Qwen2.5-VL-7B-Instruct), "
+                    "or --captioner qwen2.5-vl",
+                )
 
     @property
     def has_3d_files(self) -> bool:

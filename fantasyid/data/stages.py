@@ -12,7 +12,8 @@ engine runs each as an actor pool (``map_batches``) over the same records, so bo
   every training frame by default; the pose from the eyes and nose, :func:`fantasyid.face.pose.rigid_head_pose`)
   → 6 views, each view's 512-px FFHQ-aligned crop as PNG;
 * :class:`ShapeStage`: DECA + FLAME on each view: FLAME shape codes and vertices (float16) in one ``.npz``;
-* :class:`CaptionStage`: the caption from the user's file or sidecar, else a transformers captioner, batched.
+* :class:`CaptionStage`: the caption from the user's file or sidecar, else a transformers VLM (Qwen2.5-VL: several
+  frames of the clip), batched.
 """
 
 from __future__ import annotations
@@ -343,7 +344,11 @@ class ShapeStage:
 
 
 class CaptionStage:
-    """Captions from the user's file or sidecar stay; other kept clips are captioned by the model, in batches."""
+    """Captions from the user's file or sidecar stay; other kept clips are captioned by the model, in batches.
+
+    A video captioner (Qwen2.5-VL) sees ``caption_frames`` of the face stage's sampled frames, evenly spread over
+    the clip, with their frame rate; an image captioner sees the clip's middle frame.
+    """
 
     name = "caption"
 
@@ -356,13 +361,26 @@ class CaptionStage:
             self.captioner = Captioner(settings.captioner, device=resolve_device(settings.device),
                                        max_new_tokens=settings.caption_max_tokens, prompt=settings.caption_prompt)
 
+    def frames(self, record: ClipRecord) -> tuple[list[np.ndarray], float]:
+        """The frames the captioner sees, in time order, and their frame rate (source fps over the index step)."""
+        from fantasyid.data.video import evenly_spaced
+
+        if not self.captioner.video:
+            return [record.frames[record.caption_index]], float(record.row["fps"])
+        sampled = record.face_indices
+        indices = [sampled[i] for i in evenly_spaced(len(sampled), self.settings.caption_frames)]
+        span = indices[-1] - indices[0]
+        fps = float(record.row["fps"]) * ((len(indices) - 1) / span if span else 1.0)
+        return [record.frames[i] for i in indices], fps
+
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         active = _active(records, "caption", self.settings)
         todo = [r for r in active if not r.row["caption"]] if self.captioner else []
         size = self.settings.caption_batch
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
-            captions = self.captioner([r.frames[r.caption_index] for r in chunk])
+            clips, rates = zip(*(self.frames(r) for r in chunk))
+            captions = self.captioner(list(clips), list(rates))
             for record, caption in zip(chunk, captions):
                 record.row["caption"] = caption
                 record.row["caption_source"] = f"model:{self.captioner.name}"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..face.assets import vectron_model_dir
-from ..hub import RELEASED_WEIGHTS, Resolution, WeightSpec, checkpoint_spec, resolve
+from ..hub import CAPTIONER, RELEASED_WEIGHTS, Resolution, WeightSpec, checkpoint_spec, resolve
 from .checkpoint import SHAPE_DIR, read_model_index, require_model_folder
 
-__all__ = ["CHECKPOINT_PARTS", "WeightReport", "check_model"]
+__all__ = ["CHECKPOINT_PARTS", "WeightReport", "check_model", "prep_weights"]
 
 #: Parts of a released checkpoint folder, checked one by one so that a half-copied folder says what is missing.
 CHECKPOINT_PARTS = (
@@ -36,6 +36,7 @@ class WeightReport:
     found: bool
     where: str
     how_to_get: str = ""
+    optional: bool = False  #: not needed to generate (missing: said, but `fantasyid models` still succeeds)
 
 
 def _part_present(root: Path, part: str) -> bool:
@@ -124,3 +125,10 @@ def _report(spec: WeightSpec, explicit: str | None, fallback: Path | None = None
         found = Resolution(spec, fallback, found.looked_in)
     where = str(found.path) if found.found else "; ".join(found.looked_in)
     return WeightReport(spec.key, spec.what, found.found, where, "" if found.found else spec.how_to_get)
+
+
+def prep_weights() -> list[WeightReport]:
+    """The optional weights of ``fantasyid prep`` (generation needs none of them): the captioning model."""
+    report = _report(CAPTIONER, None)
+    report.optional = True
+    return [report]

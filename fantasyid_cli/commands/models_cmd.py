@@ -32,9 +32,9 @@ def models(
         return
     from rich.table import Table
 
-    from fantasyid.pipelines.inventory import check_model
+    from fantasyid.pipelines.inventory import check_model, prep_weights
 
-    reports = check_model(model, mesh=mesh, flame=flame, deca=deca)
+    reports = check_model(model, mesh=mesh, flame=flame, deca=deca) + (prep_weights() if model != "tiny" else [])
     if as_json:
         console.print_json(json.dumps([r.__dict__ for r in reports]))
     else:
@@ -42,10 +42,10 @@ def models(
         for column in ("weight", "what", "found", "where / how to get it"):
             table.add_column(column, overflow="fold")
         for r in reports:
-            status = "[green]yes[/]" if r.found else "[red]no[/]"
+            status = "[green]yes[/]" if r.found else "[yellow]no (optional)[/]" if r.optional else "[red]no[/]"
             table.add_row(r.name, r.what, status, r.where if r.found else f"{r.where}\n[yellow]{r.how_to_get}[/]")
         console.print(table)
-    if not all(r.found for r in reports):
+    if not all(r.found or r.optional for r in reports):
         raise typer.Exit(1)
 
 

@@ -79,10 +79,13 @@ def prep_command(
                                                    show_default="$FANTASYID_HOME")] = None,
     deca: Deca = None,
     flame: Flame = None,
-    captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
-                                                        "Qwen2-VL, BLIP, …) for clips without a caption.")] = None,
-    caption_batch: Annotated[int, typer.Option(help="Frames per captioning batch.")] = 8,
-    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 60,
+    captioner: Annotated[str | None, typer.Option(
+        help="Caption clips that have none: qwen2.5-vl (Qwen2.5-VL-7B-Instruct, see `fantasyid models`), a hub id "
+             "in the Hugging Face cache, or a local transformers folder (Qwen2-VL, Florence-2, BLIP, …).",
+        show_default="none: captions only from --captions / .txt sidecars")] = None,
+    caption_batch: Annotated[int, typer.Option(help="Clips per captioning batch.")] = 8,
+    caption_frames: Annotated[int, typer.Option(help="Frames of each clip a video captioner sees.")] = 8,
+    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 120,
     require_caption: Annotated[bool, typer.Option(help="Reject clips that end without a caption.")] = False,
     device: Annotated[str, typer.Option(help="DECA and captioner device: cpu, cuda, cuda:N or auto.")] = "cpu",
     engine: Annotated[Literal["local", "ray"], typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
@@ -110,7 +113,7 @@ def prep_command(
 
       sbatch --array=0-63 --wrap "fantasyid prep videos/ --out data/"   # shard from SLURM_ARRAY_TASK_ID/COUNT
 
-      fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner Florence-2-large --device auto
+      fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner qwen2.5-vl --device auto
 
       fantasyid prep videos/ --out data/ --stages 3d --deca deca_model.tar --flame generic_model.pkl  # add 3D later
     """
@@ -143,7 +146,7 @@ def prep_command(
         max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
         det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
-        captioner=None if captioner is None else str(captioner), caption_batch=caption_batch,
+        captioner=captioner, caption_batch=caption_batch, caption_frames=caption_frames,
         caption_max_tokens=caption_max_tokens,
         require_caption=require_caption, stages=stage_list, device=device,
     )  # fmt: skip
