@@ -3,33 +3,15 @@ and the views are chosen on yaw and pitch (not roll): the most frontal, the extr
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 from fantasyid.face.pose import (
-    LANDMARK_MODEL_3D,
     head_pose_from_landmarks,
     rigid_head_pose,
     select_view_indices,
     viewpoint_indices,
 )
-
-
-def _project(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """The five model points seen under ``Rz(roll)·Ry(yaw)·Rx(pitch)`` (scaled orthographic camera), (5, 2)."""
-    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    points = (rz @ ry @ rx @ LANDMARK_MODEL_3D.T).T  # (5, 3)
-    return points[:, :2] * 2.5 + 300.0
-
-
-@pytest.mark.parametrize("pose", [(0, 0, 0), (25, 0, 0), (0, -20, 0), (-35, 15, 12), (40, 25, -20)])
-def test_rigid_pose_recovers_the_rotation(pose):
-    assert np.allclose(rigid_head_pose(_project(*pose)).as_array(), pose, atol=1e-4)
 
 
 def test_mouth_corners_move_the_five_point_pitch_not_the_rigid_pose(astronaut, face_root):

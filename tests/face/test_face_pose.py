@@ -12,6 +12,7 @@ from fantasyid.face.pose import (
     LANDMARK_MODEL_3D,
     HeadPose,
     head_pose_from_landmarks,
+    rigid_head_pose,
     select_view_indices,
     select_views,
 )
@@ -117,3 +118,8 @@ def test_select_views_edge_cases():
         select_view_indices([(0, 0, 0)], 0)
     with pytest.raises(InputError, match="pose"):
         select_view_indices([(0, 0)], 1)
+
+
+@pytest.mark.parametrize("pose", [(0, 0, 0), (25, 0, 0), (0, -20, 0), (-35, 15, 12), (40, 25, -20)])
+def test_rigid_pose_from_eyes_and_nose_recovers_the_rotation(pose):
+    assert np.allclose(rigid_head_pose(_project(*pose)).as_array(), pose, atol=1e-4)
