@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import decode_records, plan_clips
+from fantasyid.data.clips import plan_clips, stream_records
 from fantasyid.data.settings import PrepSettings
 from fantasyid.data.sources import VideoSource
 from fantasyid.data.stages import STAGE_CLASSES
@@ -38,8 +38,7 @@ class _Decode:
         source = VideoSource(item["path"], item["caption"], item["caption_source"])
         done = set(item["done"])
         records = [r for r in plan_clips(source, self.settings, self.num_shards) if r.id not in done]
-        decode_records(source.path, records)
-        for record in records:
+        for record in stream_records(source.path, records):  # one clip's frames at a time
             yield {"record": record, "video_clips": len(records)}
 
 

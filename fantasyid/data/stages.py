@@ -6,6 +6,8 @@ engine runs each as an actor pool (``map_batches``) over the same records, so bo
 
 * :class:`FaceStage`: insightface detection on the sampled frames: main-face score, size, frames with no or several
   faces (METHOD.md: confidence ≥ 0.9);
+* :class:`~fantasyid.data.motion_stage.MotionStage`: face motion (eval's FM) over pairs of consecutive training
+  frames: static clips rejected; the per-frame ArcFace signature for duplicate detection at merge;
 * :class:`TextStage`: OCR (RapidOCR, weights inside the wheel): fraction of frames with text, text area;
 * :class:`ViewsStage`: head pose of every detected face, :func:`fantasyid.face.select_views` → 6 views, each
   view's 512-px FFHQ-aligned crop as PNG;
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import ClipRecord
+from fantasyid.data.clips import ClipRecord, asset_dir
+from fantasyid.data.motion_stage import MotionStage
 from fantasyid.data.settings import PrepSettings
 from fantasyid.errors import require
 
@@ -43,11 +46,6 @@ def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
 
 
-def asset_dir(out_dir: Path, clip: str) -> Path:
-    """Where a clip's view crops and shape file live: ``OUT/assets/<2 hex>/<clip_id>/``."""
-    return Path(out_dir) / "assets" / clip[:2] / clip
-
-
 def _active(records: list[ClipRecord], stage: str, settings: PrepSettings) -> list[ClipRecord]:
     return [r for r in records if r.keep and stage in settings.stages]
 
@@ -60,7 +58,8 @@ class FaceStage:
 
         self.settings = settings
         size = settings.det_size
-        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True)
+        self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True,
+                                     threads=settings.threads)  # fmt: skip
 
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         for record in _active(records, "face", self.settings):
@@ -84,6 +83,7 @@ class FaceStage:
             faces.append({
                 "frame": index, "score": float(main.score), "factor": factor, "pose": main.pose,
                 "bbox_det": np.asarray(main.bbox, np.float32), "landmarks_det": np.asarray(main.landmarks, np.float32),
+                "embedding": main.embedding,
             })  # fmt: skip
         others = _other_person(embeddings, s.min_same_person)
         record.faces = [f for f, other in zip(faces, others) if not other]  # views come from the main person only
@@ -305,7 +305,8 @@ class CaptionStage:
 
 #: The stages in the order they run (after probing and decoding).
 STAGE_CLASSES: tuple[tuple[str, type], ...] = (
-    ("face", FaceStage), ("text", TextStage), ("views", ViewsStage), ("3d", ShapeStage), ("caption", CaptionStage),
+    ("face", FaceStage), ("motion", MotionStage), ("text", TextStage), ("views", ViewsStage), ("3d", ShapeStage),
+    ("caption", CaptionStage),
 )  # fmt: skip
 
 
