@@ -15,7 +15,10 @@ from pathlib import Path
 from .errors import WeightsNotFoundError
 from .face.assets import fantasyid_home
 
-__all__ = ["WeightSpec", "Resolution", "fantasyid_home", "resolve", "RELEASED_WEIGHTS", "checkpoint_spec", "fetch_model"]
+__all__ = [
+    "WeightSpec", "Resolution", "fantasyid_home", "resolve", "RELEASED_WEIGHTS", "checkpoint_spec", "fetch_model",
+    "CAPTIONER", "captioner_spec", "resolve_captioner",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,53 @@ RELEASED_WEIGHTS = (
 )
 
 
+def _is_hub_id(value: str) -> bool:
+    """``owner/name`` that is not a local path: a Hugging Face hub repository id."""
+    import re
+
+    return not Path(value).expanduser().exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
+
+
+#: ``fantasyid prep``'s captioning model (optional: captions can come from a file instead). Qwen2.5-VL sees the clip
+#: as a video; any transformers vision-language folder can be given instead (``--captioner PATH``).
+CAPTIONER = WeightSpec(
+    "captioner",
+    "Qwen2.5-VL-7B-Instruct, the captioning model of `fantasyid prep --captioner qwen2.5-vl` (optional)",
+    "Qwen2.5-VL-7B-Instruct",
+    repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
+    is_dir=True,
+    how_to_get="fantasyid models fetch --model Qwen/Qwen2.5-VL-7B-Instruct (into the Hugging Face cache), or put the "
+    "folder in $FANTASYID_HOME/Qwen2.5-VL-7B-Instruct, or pass --captioner PATH; or give captions with --captions FILE",
+)
+#: The ``--captioner`` value that names :data:`CAPTIONER`.
+CAPTIONER_NAME = "qwen2.5-vl"
+
+
+def captioner_spec(value: str) -> tuple[WeightSpec, str | None]:
+    """The spec and explicit path for ``--captioner``: ``qwen2.5-vl`` (:data:`CAPTIONER`), a local folder, or a hub
+    id such as ``Qwen/Qwen2.5-VL-3B-Instruct`` (looked up in the hub cache, never downloaded here)."""
+    if value == CAPTIONER_NAME:
+        return CAPTIONER, None
+    if _is_hub_id(value):
+        return WeightSpec(CAPTIONER.key, f"the captioning model {value}", value.replace("/", "--"), repo_id=value,
+                          is_dir=True, how_to_get=f"fantasyid models fetch --model {value}, or --captioner PATH"), None
+    return WeightSpec(CAPTIONER.key, "the captioning model folder", value, is_dir=True,
+                      how_to_get=f"pass a folder saved with save_pretrained, or --captioner {CAPTIONER_NAME}"), value
+
+
+def resolve_captioner(value: str) -> Path:
+    """The folder of the captioning model ``value`` names (see :func:`captioner_spec`), or a one-line error."""
+    spec, explicit = captioner_spec(value)
+    return resolve(spec, explicit).require()
+
+
 def checkpoint_spec(model: str) -> tuple[WeightSpec, str | None]:
     """The spec and explicit path for ``--model``: ``released``, a local folder, or a hub id such as
     ``acvlab/FantasyID`` (looked up in the hub cache; downloaded only on request)."""
-    import re
-
     spec = next(spec for spec in RELEASED_WEIGHTS if spec.key == "fantasyid")
     if model == "released":
         return spec, None
-    if not Path(model).expanduser().exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+    if _is_hub_id(model):
         return WeightSpec(spec.key, f"the checkpoint {model}", model.replace("/", "--"), repo_id=model, is_dir=True,
                           how_to_get=f"fantasyid models fetch --model {model}, or --download"), None
     return spec, model

@@ -25,8 +25,9 @@ def test_the_shipped_fixtures_are_the_recorded_ones(shared_dir):
     golden = shared_dir / "reference" / "golden"
     table = re.findall(r"^\| `([\w.]+)` \| ([\d,]+) \| `([0-9a-f]{64})` \|", (golden / "README.md").read_text(), re.M)
     recorded = {name: (int(size.replace(",", "")), digest) for name, size, digest in table}
-    data = (golden / "golden_keys.json").read_bytes()  # the one golden file free of FLAME data
-    assert recorded["golden_keys.json"] == (len(data), hashlib.sha256(data).hexdigest())
+    for name in ("golden_keys.json", "golden_face.safetensors"):  # the golden files free of FLAME data
+        data = (golden / name).read_bytes()
+        assert recorded[name] == (len(data), hashlib.sha256(data).hexdigest()), name
     assert not (golden / "transform.pkl").exists() and not (golden / "golden_io.safetensors").exists()  # licence
     assert (shared_dir / "reference" / "official_checkpoint_layout.json").is_file()
 

@@ -34,11 +34,13 @@ class ClipRecord:
 
     row: dict[str, Any]
     face_indices: list[int] = field(default_factory=list)  #: source frames sampled for detection and views
+    pose_indices: list[int] = field(default_factory=list)  #: the denser grid whose head poses the views come from
     ocr_indices: list[int] = field(default_factory=list)  #: source frames sampled for OCR
     motion_pairs: list[tuple[int, int]] = field(default_factory=list)  #: (face frame, next training frame) for FM
     caption_index: int = -1  #: source frame shown to the captioning model
     frames: dict[int, np.ndarray] = field(default_factory=dict)  #: source index → (H, W, 3) uint8 RGB
     faces: list[dict[str, Any]] = field(default_factory=list)  #: main face of each face frame (face stage)
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  #: stage → (wall, CPU) seconds
 
     @property
     def id(self) -> str:
@@ -55,15 +57,19 @@ class ClipRecord:
     def needed(self) -> set[int]:
         """Source frames the stages read."""
         pairs = [i for pair in self.motion_pairs for i in pair]
-        return {i for i in (*self.face_indices, *self.ocr_indices, *pairs, self.caption_index) if i >= 0}
+        return {i for i in (*self.face_indices, *self.pose_indices, *self.ocr_indices, *pairs, self.caption_index)
+                if i >= 0}  # fmt: skip
 
     def ran(self, stage: str) -> None:
         self.row["stages"] = [*self.row["stages"], stage]
 
     def release(self) -> None:
-        """Drop decoded frames and faces once the row is final (they are not part of the manifest)."""
+        """Drop decoded frames and faces once the row is final (they are not part of the manifest); store the
+        stage timings in the row, in the order of its ``stages``."""
         self.frames = {}
         self.faces = []
+        self.row["stage_wall"] = [float(self.times.get(s, (0.0, 0.0))[0]) for s in self.row["stages"]]
+        self.row["stage_cpu"] = [float(self.times.get(s, (0.0, 0.0))[1]) for s in self.row["stages"]]
 
 
 def asset_dir(out_dir: str | Path, clip: str) -> Path:
@@ -109,6 +115,7 @@ def _base_row(source: VideoSource, num_shards: int, digest: str, **values: Any) 
     return new_row(
         source_path=source.path,
         source_sha256=digest,
+        source_key=source.key,
         shard=shard_of(source.path, num_shards),
         caption=source.caption,
         caption_source=source.caption_source,
@@ -189,6 +196,7 @@ def plan_clips(source: VideoSource, settings: Any, num_shards: int) -> list[Clip
             record.face_indices = [frames[i] for i in evenly_spaced(len(frames), settings.sample_frames)]
             record.ocr_indices = [frames[i] for i in evenly_spaced(len(frames), settings.ocr_frames)]
             record.motion_pairs = motion_pairs(frames, settings.sample_frames, settings.motion_pairs)
+            record.pose_indices = [frames[i] for i in evenly_spaced(len(frames), settings.pose_frames)]
             record.caption_index = frames[len(frames) // 2]
         records.append(record)
     return records

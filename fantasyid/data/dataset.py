@@ -86,6 +86,7 @@ class ClipDataset(torch.utils.data.Dataset):
         windows: int = 0,
         cache=None,
         shape_mode: str | None = None,
+        vertices: bool = True,
     ):
         self.manifest = Path(manifest)
         table = kept_clips(read_manifest(self.manifest))  # in manifest order: the same wherever the data lives
@@ -108,6 +109,9 @@ class ClipDataset(torch.utils.data.Dataset):
         #: pose): a shape file recording the other mode is refused (the vertices would mean something else)
         self.shape_mode = shape_mode
         self.cache = cache  #: a :class:`fantasyid.training.cache.LatentCache`: latents and T5 states come from it
+        #: load each view's FLAME vertices (false for configs without vertex tokens: a manifest made without DECA
+        #: has no shape files, and none is opened)
+        self.vertices = vertices
         self._video_processor = None
 
     def __len__(self) -> int:
@@ -169,13 +173,13 @@ class ClipDataset(torch.utils.data.Dataset):
         clip_pixels = preprocess(crop, self.clip_image_size)[0]  # (3, S', S')
         condition = self._processor().preprocess(PIL.Image.fromarray(crop), height=self.height, width=self.width)[0]
 
-        # 3. The view's FLAME vertices
-        vertices = self._vertices(row, view_index)
+        # 3. The view's FLAME vertices (only for configs that use them)
+        if self.vertices:
+            clip["vertices"] = self._vertices(row, view_index)  # (V, 3)
         return {
             **clip,
             "condition": condition,  # (3, H, W) in [-1, 1]
             "clip_pixels": clip_pixels,
-            "vertices": vertices,  # (V, 3)
             "caption": str(row["caption"]),
             "clip_id": str(row["clip_id"]),
             "view": view_index,
@@ -213,6 +217,20 @@ class ClipDataset(torch.utils.data.Dataset):
                 hint="prep the data with the FLAME model the checkpoint uses (or use the matching model.init)",
             )
         return torch.from_numpy(vertices)
+
+
+def require_shapes(manifest: str | Path) -> None:
+    """Refuse, in one line and before any model is built, a manifest whose kept clips have no 3D shape files (prep
+    ran without DECA/FLAME) for a config that uses vertex tokens."""
+    table = kept_clips(read_manifest(manifest, columns=["keep", "shape_file", "shape_status"]))
+    if len(table) and not table["shape_file"].astype(bool).any():
+        status = str(table["shape_status"].iloc[0]) or "the 3D stage did not run"
+        raise ConfigError(
+            f"manifest '{manifest}' has no 3D shape files (shape.npz; {status}): model.vertex_tokens=true needs FLAME "
+            "vertices",
+            hint="add them with `fantasyid prep VIDEOS --out DATA --stages 3d --deca deca_model.tar --flame "
+                 "generic_model.pkl`, or train without vertices (model.vertex_tokens=false, the w/o FV config)",
+        )  # fmt: skip
 
 
 def collate_items(items: list[dict]) -> dict:

@@ -5,13 +5,14 @@ prep builds rows with :func:`new_row` and writes them with :func:`write_manifest
 table with :func:`read_manifest`, which checks the version and every column before anything is decoded.
 
 Paths inside the manifest (view crops, 3D files) are relative to the folder that holds the manifest, so a prepared
-data folder can be moved or copied to another machine as a whole. Source video paths are stored as given (absolute
-when prep was given absolute paths).
+data folder can be moved or copied to another machine as a whole. Source video paths are stored resolved (absolute),
+so training reads them from any working folder.
 
 Version history:
 
 * 1: first version.
-* 2: ``face_motion`` (the motion stage); ``motion`` in ``STAGES``; kept duplicates are rejected at merge.
+* 2: ``source_path`` resolved and absolute; ``source_key`` (what a rerun compares); ``stage_wall``/``stage_cpu``.
+* 3: ``face_motion`` (the motion stage); ``motion`` in ``STAGES``; kept duplicates are rejected at merge.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ __all__ = [
     "kept_clips",
     "manifest_sha256",
     "resolve_asset",
+    "plain",
+    "frame_to_rows",
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes meaning. Readers refuse other versions.
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 
 #: Key of the JSON blob in the Parquet file's metadata (``{"version": …, "settings": {…}}``).
 METADATA_KEY = b"fantasyid.manifest"
@@ -54,7 +57,7 @@ STAGES = ("probe", "face", "motion", "text", "views", "3d", "caption")
 VIEW_FIELDS: dict[str, str] = {
     "frame": "int64",  #: frame index in the source video
     "crop": "string",  #: aligned 512-px FFHQ-template face crop, PNG, relative to the manifest folder
-    "yaw": "float32",  #: head pose in degrees (fantasyid.face.pose conventions)
+    "yaw": "float32",  #: head pose in degrees from the eyes and nose (fantasyid.face.pose.rigid_head_pose)
     "pitch": "float32",
     "roll": "float32",
     "score": "float32",  #: detector confidence of this face
@@ -66,8 +69,10 @@ VIEW_FIELDS: dict[str, str] = {
 MANIFEST_COLUMNS: dict[str, tuple[str, str]] = {
     # identity of the clip
     "clip_id": ("string", "stable id: sha256 of source path + clip window, first 16 hex digits"),
-    "source_path": ("string", "the source video, as given to prep"),
+    "source_path": ("string", "the source video, resolved to an absolute path"),
     "source_sha256": ("string", "sha256 of the source file (empty when it could not be read)"),
+    "source_key": ("string", "size:mtime_ns:quick hash of the source when the row was made (a rerun compares it; "
+                   "see fantasyid.data.provenance)"),
     "shard": ("int32", "shard of the source path (hash of the path mod num_shards)"),
     "clip_start": ("int64", "first source frame of the clip (inclusive)"),
     "clip_end": ("int64", "last source frame of the clip (exclusive)"),
@@ -80,6 +85,9 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str]] = {
     "keep": ("bool", "true when the clip passed every filter and every requested stage finished"),
     "reject_reason": ("string", "empty when kept; else one short reason (e.g. 'face score 0.52 < 0.9')"),
     "stages": ("list<string>", "stages that ran on this clip, in order (values of STAGES)"),
+    "stage_wall": ("list<float32>", "wall seconds of each stage in 'stages' for this clip (probe: probing and "
+                   "decoding the video, shared among its clips)"),
+    "stage_cpu": ("list<float32>", "CPU seconds (process time) of each stage in 'stages' for this clip"),
     # face stage
     "face_frames": ("int32", "frames sampled for detection"),
     "face_frames_none": ("int32", "sampled frames with no face"),
@@ -230,6 +238,25 @@ def read_manifest(path: str | Path, columns: Sequence[str] | None = None):
 def kept_clips(frame):
     """The rows of a manifest DataFrame with ``keep`` true, re-indexed from 0."""
     return frame[frame["keep"]].reset_index(drop=True)
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays (also object arrays of dicts, as pandas reads Parquet lists of
+    structs) become Python numbers and lists."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def frame_to_rows(frame) -> list[dict[str, Any]]:
+    """Manifest DataFrame → plain row dicts."""
+    return [plain(row) for row in frame.to_dict("records")]
 
 
 def manifest_sha256(path: str | Path) -> str:

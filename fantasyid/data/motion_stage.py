@@ -29,6 +29,8 @@ SIGNATURE_FILE = "signature.npy"
 class MotionStage:
     """Face motion over frame pairs (eval's FM); rejects static clips; writes the clip's face signature."""
 
+    name = "motion"
+
     def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
         from fantasyid.metrics.motion import FaceMotion
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import plan_clips, stream_records
+from fantasyid.data.clips import plan_clips
 from fantasyid.data.settings import PrepSettings
 from fantasyid.data.sources import VideoSource
-from fantasyid.data.stages import STAGE_CLASSES
+from fantasyid.data.stages import STAGE_CLASSES, run_timed, stream_timed, timed
 from fantasyid.errors import require
 
 #: Stages that use a GPU when the cluster has one.
@@ -35,10 +35,12 @@ class _Decode:
         self.num_shards = num_shards
 
     def __call__(self, item: dict[str, Any]):
-        source = VideoSource(item["path"], item["caption"], item["caption_source"])
+        source = VideoSource(item["path"], item["caption"], item["caption_source"], item["key"])
         done = set(item["done"])
-        records = [r for r in plan_clips(source, self.settings, self.num_shards) if r.id not in done]
-        for record in stream_records(source.path, records):  # one clip's frames at a time
+        with timed("probe") as clock:
+            records = [r for r in plan_clips(source, self.settings, self.num_shards) if r.id not in done]
+        clock.share(records)
+        for record in stream_timed(source.path, records):  # one clip's frames at a time
             yield {"record": record, "video_clips": len(records)}
 
 
@@ -49,7 +51,7 @@ class _StageActor:
         self.stage = dict(STAGE_CLASSES)[name](settings, Path(out_dir))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        records = self.stage(list(batch["record"]))
+        records = run_timed(self.stage, list(batch["record"]))
         out = np.empty(len(records), dtype=object)  # (B,) of ClipRecord
         out[:] = records
         return {"record": out, "video_clips": batch["video_clips"]}
@@ -97,7 +99,7 @@ def _run(ray, tasks, settings, out_dir, num_shards, emit, workers, on_video) -> 
     cpu_share = min(1.0, float(resources.get("CPU", workers)) / (workers * (len(stages) + 1)))
     gpus = float(resources.get("GPU", 0))
     items = [{"shard": shard, "path": s.path, "caption": s.caption, "caption_source": s.caption_source,
-              "done": sorted(done)} for shard, s, done in tasks]  # fmt: skip
+              "key": s.key, "done": sorted(done)} for shard, s, done in tasks]  # fmt: skip
     shard_of_path = {item["path"]: item["shard"] for item in items}
     dataset = ray.data.from_items(items).flat_map(_Decode(settings, num_shards), num_cpus=cpu_share)
     for name in stages:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fantasyid.data.caption import missing_captions_warning
 from fantasyid.data.dedup import mark_duplicates
-from fantasyid.data.manifest import read_manifest, read_manifest_metadata, write_manifest
-from fantasyid.data.runner import frame_to_rows
+from fantasyid.data.manifest import frame_to_rows, read_manifest, read_manifest_metadata, write_manifest
 from fantasyid.errors import InputError, require
 from fantasyid.io import atomic_path, write_text
 
@@ -28,6 +30,7 @@ REASON_CATEGORIES = (
     (r"^no face in any", "no face"),
     (r"^no face in", "face missing in too many frames"),
     (r"^several faces", "several faces"),
+    (r"^another person", "another person"),
     (r"^face score", "face score below threshold"),
     (r"^face size", "face too small"),
     (r"^text in", "text / subtitles"),
@@ -42,6 +45,28 @@ REASON_CATEGORIES = (
 )  # fmt: skip
 
 
+#: The option that loosens each filter (named in the warning when a filter rejects every clip).
+FILTER_OPTIONS = {
+    "face score below threshold": "--min-face-score", "face too small": "--min-face-size",
+    "face missing in too many frames": "--max-no-face", "several faces": "--max-multi-face",
+    "another person": "--min-same-person", "text / subtitles": "--max-text", "too short": "--frames/--fps",
+    "no caption": "--captioner or a caption file", "resolution too large": "--max-side",
+}  # fmt: skip
+
+
+def rejected_everything(reasons: Mapping[str, int], rejected: int, total: int) -> str:
+    """The warning when no clip was kept (``''`` otherwise): every filter that rejected clips, with its count and
+    the option that loosens it, most clips first."""
+    if total == 0 or rejected < total:
+        return ""
+    counts: Counter[str] = Counter()
+    for reason, clips in reasons.items():
+        counts[reason_category(reason)] += clips
+    parts = [f"{name} {clips}" + (f" ({FILTER_OPTIONS[name]})" if name in FILTER_OPTIONS else "")
+             for name, clips in counts.most_common()]  # fmt: skip
+    return f"every clip was rejected (0 of {total} kept): " + ", ".join(parts)
+
+
 @dataclass
 class MergeResult:
     manifest: Path
@@ -49,6 +74,7 @@ class MergeResult:
     plots: list[Path] = field(default_factory=list)
     clips: int = 0
     kept: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def reason_category(reason: str) -> str:
@@ -78,23 +104,27 @@ def merge_shards(out_dir: str | os.PathLike[str]) -> MergeResult:
             f"{len(missing)} of {num_shards} shards are not finished ({listed})",
             hint=f"run `fantasyid prep … --out {out_dir} --num-shards {num_shards} --shard I` for each, then merge",
         )
-    frames = []
+    frames, environments = [], []
     for index in range(num_shards):
         path = out_dir / "shards" / f"{index:05d}.parquet"
         meta = read_manifest_metadata(path)
         if meta["settings"].get("fingerprint") != info["fingerprint"]:
             raise InputError(f"shard {path.name} was made with other settings than {info_path.name} records")
         frames.append(read_manifest(path))
+        environments.append(meta["settings"].get("environment") or {})
     frame = pd.concat(frames, ignore_index=True)
     frame = frame.sort_values(["source_path", "clip_start", "clip_end", "clip_id"], kind="stable", ignore_index=True)
-    settings = {**info["settings"], "fingerprint": info["fingerprint"], "num_shards": num_shards}
+    settings = {**info["settings"], "fingerprint": info["fingerprint"], "num_shards": num_shards,
+                "environment": environments[0]}  # fmt: skip
     rows = frame_to_rows(frame)
     mark_duplicates(rows, out_dir)  # copies of one footage under other names (other shards): one is kept
     frame["keep"], frame["reject_reason"] = [r["keep"] for r in rows], [r["reject_reason"] for r in rows]
     manifest = write_manifest(rows, out_dir / "manifest.parquet", settings=settings)
     plots = write_plots(frame, out_dir, info["settings"])
-    report = write_text(out_dir / "report.md", report_markdown(frame, info["settings"], plots, out_dir))
-    return MergeResult(manifest, report, plots, clips=len(frame), kept=int(frame["keep"].sum()))
+    report = write_text(out_dir / "report.md",
+                        report_markdown(frame, info["settings"], plots, out_dir, environments))  # fmt: skip
+    warnings = [w for w in (caption_warning(frame),) if w]
+    return MergeResult(manifest, report, plots, clips=len(frame), kept=int(frame["keep"].sum()), warnings=warnings)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,6 +181,26 @@ def views_table(frame):
     return pd.DataFrame(records).agg(["mean", "min", "max"]).T.round(1)
 
 
+def caption_warning(frame) -> str | None:
+    """The warning when kept clips have no caption (training on them would be unconditional), else ``None``."""
+    kept = frame[frame["keep"]]
+    return missing_captions_warning(int((kept["caption"] == "").sum()), len(kept))
+
+
+def view_pose_table(frame, limit: int = 20):
+    """Each chosen view's head pose (yaw/pitch/roll in degrees, selection order) of the first ``limit`` kept
+    clips: the manifest's ``views`` column has them all."""
+    pd = require("pandas", "data", "prep reports")
+    kept = frame[frame["keep"]].head(limit)
+    records = {}
+    for clip, path, views in zip(kept["clip_id"], kept["source_path"], kept["views"]):
+        poses = {f"view {k}": f"{v['yaw']:+.0f}/{v['pitch']:+.0f}/{v['roll']:+.0f}" for k, v in enumerate(views)}
+        records[f"{Path(path).name} {clip[:8]}"] = poses
+    table = pd.DataFrame.from_dict(records, orient="index")
+    table.index.name = "clip (yaw/pitch/roll °)"
+    return table
+
+
 def caption_table(frame):
     """Kept clips by caption source, and by whether the 3D stage ran."""
     kept = frame[frame["keep"]]
@@ -166,15 +216,61 @@ def shape_table(frame):
     return status
 
 
-def report_markdown(frame, settings: dict[str, Any], plots: list[Path], out_dir: Path) -> str:
+def timing_table(frame):
+    """Per stage: clips it ran on, mean wall and CPU seconds per clip, and the totals (from ``stage_wall`` and
+    ``stage_cpu``; ``probe`` is probing and decoding, shared among a video's clips)."""
+    pd = require("pandas", "data", "prep reports")
+    records = [{"stage": stage, "wall": float(wall), "cpu": float(cpu)}
+               for stages, walls, cpus in zip(frame["stages"], frame["stage_wall"], frame["stage_cpu"])
+               if len(walls) == len(stages) for stage, wall, cpu in zip(stages, walls, cpus)]  # fmt: skip
+    if not records:
+        return pd.DataFrame()
+    times = pd.DataFrame(records)
+    table = times.groupby("stage", sort=False).agg(clips=("wall", "size"), wall_per_clip_s=("wall", "mean"),
+                                                   cpu_per_clip_s=("cpu", "mean"), wall_total_s=("wall", "sum"),
+                                                   cpu_total_s=("cpu", "sum"))  # fmt: skip
+    table.loc["all stages"] = [len(frame), *(table.iloc[:, 1:].sum().tolist())]
+    table["clips"] = table["clips"].astype(int)
+    return table.round(3)
+
+
+def environment_table(environments: list[dict[str, Any]]):
+    """Model files (sha256, first 16 hex digits) and package versions the rows were made with; a column per
+    distinct environment when shards differ."""
+    pd = require("pandas", "data", "prep reports")
+    distinct = [e for i, e in enumerate(environments) if e not in environments[:i]]
+    columns = {}
+    for number, env in enumerate(distinct):
+        values = {f"model {k}": v[:16] for k, v in env.get("models", {}).items()}
+        values |= {f"package {k}": v for k, v in env.get("packages", {}).items()}
+        columns["version" if len(distinct) == 1 else f"shards set {number + 1}"] = values
+    table = pd.DataFrame(columns).fillna("—")
+    table.index.name = "model / package"
+    return table
+
+
+def report_markdown(frame, settings: dict[str, Any], plots: list[Path], out_dir: Path,
+                    environments: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
     require("tabulate", "prep", "writing the prep report's tables")
     parts = ["# fantasyid prep report", ""]
-    parts += [f"Face pack `{settings.get('face_pack')}`, clips of {settings.get('clip_frames')} frames at "
+    rejected = frame.loc[~frame["keep"], "reject_reason"].value_counts().to_dict()
+    warning = rejected_everything(rejected, int((~frame["keep"]).sum()), len(frame))
+    if warning:
+        parts += [f"> **WARNING: {warning}.** The manifest has nothing to train on.", ""]
+    detector = "RetinaFace" if settings.get("face_detector") == "retinaface" else "the pack's"
+    parts += [f"Face pack `{settings.get('face_pack')}` ({detector} detector), "
+              f"clips of {settings.get('clip_frames')} frames at "
               f"{settings.get('fps')} fps ({settings.get('clips')}), face score ≥ {settings.get('min_face_score')}, "
               f"text in at most {settings.get('max_text_fraction')} of OCR frames, {settings.get('views')} views.", ""]
+    warning = caption_warning(frame)
+    if warning:
+        parts += [f"> **Warning:** {warning}.", ""]
     sections = (("Clips", summary_table(frame)), ("Rejections by reason", reasons_table(frame)),
                 ("Stage numbers", stage_table(frame)), ("Chosen views (kept clips)", views_table(frame)),
-                ("Captions", caption_table(frame)), ("3D shapes", shape_table(frame)))  # fmt: skip
+                ("View poses (first 20 kept clips)", view_pose_table(frame)),
+                ("Captions", caption_table(frame)), ("3D shapes", shape_table(frame)),
+                ("Stage timings (seconds)", timing_table(frame)),
+                ("Models and packages", environment_table(environments or [{}])))  # fmt: skip
     for title, table in sections:
         parts += [f"## {title}", "", table.to_markdown() if len(table) else "(none)", ""]
     if plots:

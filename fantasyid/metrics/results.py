@@ -61,6 +61,8 @@ class VideoResult:
     fm_pairs: int = 0  #: the same pairs, measured by FM
     pairs_skipped: int = 0  #: pairs (t, t+1) left out of IFS and FM because one of the two frames has no face
     fid_crops: int = 0  #: generated face crops sent to FID
+    #: another protocol's per-video values by metric key (``--protocol consisid``, …); empty for the paper's metrics
+    scores: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:
@@ -85,6 +87,7 @@ class VideoResult:
             "fm_pairs": self.fm_pairs,
             "pairs_skipped": self.pairs_skipped,
             "fid_crops": self.fid_crops,
+            **({"scores": dict(self.scores)} if self.scores else {}),
         }
 
     @classmethod
@@ -111,6 +114,8 @@ class RunResult:
     fid_reference_crops: int = 0
     fid_generated_crops: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: another protocol's run values by key (its metrics, and ``total`` where the protocol has one)
+    scores: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -135,8 +140,11 @@ class RunResult:
     def to_dict(self, metrics: Sequence[str]) -> dict[str, Any]:
         """The run's entry in ``summary.json``."""
         out: dict[str, Any] = {"name": self.name, "path": str(self.path)}
-        for name in METRIC_NAMES:
+        for name in METRIC_NAMES if set(metrics) & set(METRIC_NAMES) else ():
             out[name] = getattr(self, name) if name in metrics else None
+        for name in metrics:  # another protocol's keys
+            if name not in METRIC_NAMES:
+                out[name] = self.scores.get(name)
         out.update(
             videos=len(self.videos),
             videos_unreadable=self.videos_unreadable,
@@ -154,7 +162,8 @@ class RunResult:
 
     def aggregate(self, metrics: Sequence[str]) -> None:
         """RS, IFS and FM of the run: the means over its videos of their own means. Adds the run's warnings about
-        its videos, missing faces and skipped pairs (call once, after FID's own warnings)."""
+        its videos, missing faces and skipped pairs (call once, after FID's own warnings). Another protocol's run
+        values are set by :func:`fantasyid.metrics.protocols.evaluate.aggregate_run` before this call."""
         self.rs = mean_over_videos([v.rs for v in self.videos]) if "rs" in metrics else None
         self.ifs = mean_over_videos([v.ifs for v in self.videos]) if "ifs" in metrics else None
         self.fm = mean_over_videos([v.fm for v in self.videos]) if "fm" in metrics else None
@@ -179,11 +188,13 @@ class EvalSummary:
     settings: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  #: output files written, by kind
+    protocol: str = "fantasyid"  #: the evaluation protocol (fantasyid.metrics.protocols.definitions)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``summary.json`` holds."""
         return {
             "fantasyid_version": self.provenance.get("fantasyid_version", __version__),
+            **({"protocol": self.protocol} if self.protocol != "fantasyid" else {}),
             "metrics": list(self.metrics),
             "runs": [run.to_dict(self.metrics) for run in self.runs],
             "settings": self.settings,

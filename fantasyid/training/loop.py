@@ -125,7 +125,8 @@ def train(
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
 
-    from ..data.dataset import ClipDataset, collate_items
+    from ..data.caption import missing_captions_warning
+    from ..data.dataset import ClipDataset, collate_items, require_shapes
     from .checkpoints import find_resume, save_checkpoint
     from .model import build_components, parameter_groups
     from .sampler import StepBatchSampler
@@ -140,12 +141,19 @@ def train(
     d, t = config.data, config.train
 
     # 1. Model (seeded identically on every process) and data, checked before anything slow
+    needs_vertices = config.model.identity and config.model.vertex_tokens
+    if needs_vertices:
+        require_shapes(d.manifest)  # a manifest made without DECA: one line, before any model is built
     set_seed(t.seed)
     components = build_components(config.model, seed=t.seed)
     clip_size = components.image_encoder.config.image_size
     dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=d.views,
                           clip_image_size=clip_size, num_vertices=components.num_vertices, seed=t.seed,
-                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant)
+                          holdout=d.holdout, reader=d.reader, windows=d.windows, shape_mode=config.model.variant,
+                          vertices=needs_vertices)  # fmt: skip
+    uncaptioned = missing_captions_warning(sum(not row["caption"] for row in dataset.rows), len(dataset.rows))
+    if uncaptioned and state.is_main_process:  # once per run, not once per process
+        _print(console, f"[bold yellow]warning:[/] {d.manifest}: {uncaptioned}")
     cache = None
     if d.cache:  # precomputed latents and T5 states: refused when built under other settings or incomplete
         from .cache import open_cache

@@ -113,7 +113,7 @@ def prepare_inputs(components: TrainComponents, batch: dict, data: DataConfig, s
     if components.module.identity is not None:
         pixels = batch["clip_pixels"].to(device, dtype)
         clip_hidden_states = list(components.image_encoder(pixels).hidden_states)
-        vertices = batch["vertices"].to(device)
+        vertices = batch["vertices"].to(device) if "vertices" in batch else None  # none for w/o FV
     return StepInputs(model_input, latents, noisy, timesteps, text_states, clip_hidden_states, vertices, rotary, ofs)
 
 

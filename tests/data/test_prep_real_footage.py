@@ -58,3 +58,25 @@ def test_defaults_reject_bad_real_clips_with_reason(real_run, name: str, reason:
     assert not any(row["keep"] for row in rows[name])
     assert any(reason in row["reject_reason"] for row in rows[name]), [row["reject_reason"] for row in rows[name]]
     assert reason in (out / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_views_span_the_clips_measured_yaw_range(real_run, face_root: Path):
+    """The six views of the real 720p talking head reach the lowest and highest yaw of its clip, measured here on
+    EVERY source frame of the clip (not only the frames prep sampled); the report lists each view's pose."""
+    from fantasyid.data.video import FrameReader
+    from fantasyid.face import FaceAnalyzer
+    from fantasyid.face.pose import rigid_head_pose
+
+    out, rows = real_run
+    row = rows["carphone_720p"]
+    analyzer = FaceAnalyzer("buffalo_sc", face_root, recognition=False)
+    window = set(range(int(row["clip_start"]), int(row["clip_end"])))
+    yaws = [rigid_head_pose(analyzer.detect(frame, crop_512=False)[0].landmarks).yaw
+            for _, frame in FrameReader(row["source_path"], keep=window)]  # fmt: skip
+    assert len(yaws) == len(window) and max(yaws) - min(yaws) > 15  # the man turns his head
+    views = [v["yaw"] for v in row["views"]]
+    assert min(views) <= min(yaws) + 2 and max(views) >= max(yaws) - 2
+    view = row["views"][1]
+    report = (out / "report.md").read_text(encoding="utf-8").split("## View poses")[1]
+    assert f"{view['yaw']:+.0f}/{view['pitch']:+.0f}/{view['roll']:+.0f}" in report

@@ -76,39 +76,41 @@ def test_subtitled_clip_passes_the_face_filter_first(full_run):
 
 
 def _clip_poses(face_root, media, row):
-    """Yaw and roll of the main face in every sampled frame of a clip, detected again here."""
+    """Head pose (eyes and nose) of the main face in every training frame of a clip (the pose grid), detected
+    again here."""
     from fantasyid.data.clips import training_indices
-    from fantasyid.data.video import FrameReader, evenly_spaced
+    from fantasyid.data.video import FrameReader
     from fantasyid.face import FaceAnalyzer
+    from fantasyid.face.pose import rigid_head_pose
 
     frames = training_indices(int(row["clip_start"]), row["fps"], 9, 8.0, int(row["clip_end"]))
-    sampled = [frames[i] for i in evenly_spaced(len(frames), 8)]
     analyzer = FaceAnalyzer("buffalo_sc", face_root, det_size=(320, 320), recognition=False)
     poses = {}
-    for index, frame in FrameReader(media / "videos" / "astronaut_motion.mp4", keep=sampled):
-        poses[index] = analyzer.detect(frame, crop_512=False)[0].pose
+    for index, frame in FrameReader(media / "videos" / "astronaut_motion.mp4", keep=set(frames)):
+        poses[index] = rigid_head_pose(analyzer.detect(frame, crop_512=False)[0].landmarks)
     return poses
 
 
-@pytest.mark.parametrize("clip, angle", [(0, "roll"), (1, "yaw")])
-def test_six_views_span_the_pose_range(full_run, face_root, media, clip, angle):
+@pytest.mark.parametrize("clip, angle, spread", [(0, "roll", 40), (1, "yaw", 8)])
+def test_six_views_cover_yaw_and_pitch(full_run, face_root, media, clip, angle, spread):
     _, _, manifest = full_run
     row = rows_of(manifest, "astronaut_motion.mp4").iloc[clip]
     assert row["keep"], row["reject_reason"]
     views = list(row["views"])
     assert len(views) == 6 and len({v["frame"] for v in views}) == 6
     poses = _clip_poses(face_root, media, row)
-    values = {index: getattr(pose, angle) for index, pose in poses.items()}
-    lowest, highest = min(values, key=values.get), max(values, key=values.get)
     chosen = {v["frame"] for v in views}
-    assert lowest in chosen and highest in chosen  # the extremes of the sweep are among the views
-    norms = {index: np.linalg.norm(pose.as_array()) for index, pose in poses.items()}
+    for axis in ("yaw", "pitch"):  # the extremes of the viewpoint among the views (roll is no viewpoint)
+        values = {index: getattr(pose, axis) for index, pose in poses.items()}
+        assert min(values, key=values.get) in chosen and max(values, key=values.get) in chosen
+    norms = {index: np.hypot(pose.yaw, pose.pitch) for index, pose in poses.items()}
     assert views[0]["frame"] == min(norms, key=norms.get)  # views[0] is the most frontal
-    spread = max(values.values()) - min(values.values())
-    assert spread > (40 if angle == "roll" else 8)
-    for view in views:
+    measured = [getattr(pose, angle) for pose in poses.values()]
+    assert max(measured) - min(measured) > spread  # the clip sweeps that angle
+    for view in views:  # each view's pose is in the manifest
         assert set(view) == set(VIEW_FIELDS) and len(view["landmarks"]) == 10
-        assert view["yaw"] == pytest.approx(poses[view["frame"]].yaw, abs=0.5)
+        pose = poses[view["frame"]]
+        assert [view["yaw"], view["pitch"], view["roll"]] == pytest.approx([pose.yaw, pose.pitch, pose.roll], abs=0.5)
 
 
 def test_view_crops_are_aligned_faces_of_the_source(full_run, face_root, astronaut):
@@ -159,3 +161,32 @@ def test_report_and_plots(full_run):
     for name in ("face_score", "text_fraction", "view_pose"):
         data = (out / "plots" / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert "WARNING" not in text  # clips were kept
+
+
+def test_report_has_timings_models_and_view_poses(full_run, face_root, full_settings):
+    from importlib.metadata import version
+
+    from fantasyid.io import sha256_file
+
+    out, _, manifest = full_run
+    text = (out / "report.md").read_text(encoding="utf-8")
+    # per-stage wall and CPU seconds, per clip, from the rows (one time per stage that ran on the clip)
+    for stages, walls, cpus in zip(manifest["stages"], manifest["stage_wall"], manifest["stage_cpu"]):
+        assert len(walls) == len(cpus) == len(stages) and min(walls) >= 0 and min(cpus) >= 0
+    faced = manifest[manifest["stages"].map(lambda s: "face" in s)]
+    assert all(w[list(s).index("face")] > 0 for s, w in zip(faced["stages"], faced["stage_wall"]))
+    timings = text.split("## Stage timings")[1].split("##")[0]
+    for stage in ("probe", "face", "text", "views", "3d", "caption", "all stages"):
+        assert f"| {stage} " in timings
+    assert "cpu_per_clip_s" in timings and "wall_per_clip_s" in timings
+    # the model files' hashes and the package versions the rows were made with
+    pack = face_root / "models" / "buffalo_sc"
+    for name in ("w600k_mbf.onnx", "scrfd_500m_bnkps.onnx"):
+        assert f"model {name}" in text and sha256_file(pack / name)[:16] in text
+    assert sha256_file(full_settings.deca)[:16] in text and sha256_file(full_settings.flame)[:16] in text
+    line = next(line for line in text.splitlines() if line.startswith("| package onnxruntime "))
+    assert line.split("|")[2].strip() == version("onnxruntime")
+    # each chosen view's pose
+    view = rows_of(manifest, "astronaut_motion.mp4").iloc[0]["views"][2]
+    assert f"{view['yaw']:+.0f}/{view['pitch']:+.0f}/{view['roll']:+.0f}" in text.split("## View poses")[1]

@@ -120,3 +120,20 @@ def test_a_nan_loss_stops_the_run_naming_the_step(data_copy, tmp_path):
     with pytest.raises(TrainingError, match="at step 1") as info:
         train(config)
     assert "no checkpoint was saved" in info.value.message
+
+
+@pytest.mark.slow
+def test_a_manifest_without_captions_warns_once(data_copy, tmp_path):
+    from rich.console import Console
+
+    from fantasyid.data.manifest import read_manifest, write_manifest
+
+    rows = read_manifest(data_copy).to_dict("records")
+    assert all(row["caption"] for row in rows) and len(rows) > 2
+    rows[1]["caption"] = ""
+    write_manifest(rows, data_copy)
+    console = Console(record=True, width=400)
+    train(tiny_config(data_copy, tmp_path / "run", train={"max_steps": 1}), console=console)
+    text = console.export_text()
+    assert text.count(f"1 of {len(rows)} kept clips have no caption") == 1, text  # counted right, said once
+    assert "unconditional" in text and "--captioner" in text

@@ -81,7 +81,7 @@ OPENS2V_HUMAN = Protocol(
     title="OpenS2V-Eval v1.0, human domain (Yuan et al., 2025)",
     metrics=(
         MetricSpec("aesthetics", "Aesthetics", True, 2, "linspace_int", 32, "aesthetic_mlp", _OPENS2V + "get_aesscore.py"),
-        MetricSpec("motion", "Motion", True, 2, "all", None, "", _OPENS2V + "get_motionscore.py"),
+        MetricSpec("motion", "Motion", True, 2, "all", None, "farneback", _OPENS2V + "get_motionscore.py"),
         MetricSpec("facesim_cur", "FaceSim", True, 2, "linspace_int", 32, "curricularface", _OPENS2V + "get_facesim.py"),
         MetricSpec("gmescore", "GmeScore", True, 2, "linspace_int", 32, "gme", _OPENS2V + "get_gmescore.py"),
         MetricSpec("naturalscore", "NaturalScore", True, 2, "floor_interval", 16, "natural_judge",
