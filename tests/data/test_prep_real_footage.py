@@ -69,7 +69,7 @@ def test_views_span_the_clips_measured_yaw_range(real_run, face_root: Path):
     from fantasyid.face.pose import rigid_head_pose
 
     out, rows = real_run
-    row = rows["carphone_720p"]
+    (row,) = rows["carphone_720p"]  # one shot, one window
     analyzer = FaceAnalyzer("buffalo_sc", face_root, recognition=False)
     window = set(range(int(row["clip_start"]), int(row["clip_end"])))
     yaws = [rigid_head_pose(analyzer.detect(frame, crop_512=False)[0].landmarks).yaw
