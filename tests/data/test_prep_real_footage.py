@@ -77,6 +77,13 @@ def test_views_span_the_clips_measured_yaw_range(real_run, face_root: Path):
     assert len(yaws) == len(window) and max(yaws) - min(yaws) > 15  # the man turns his head
     views = [v["yaw"] for v in row["views"]]
     assert min(views) <= min(yaws) + 2 and max(views) >= max(yaws) - 2
-    view = row["views"][1]
+    # the native and the 720p carphone are the same footage: the merge keeps one (the better face score), whose views
+    # the report lists, and names it in the other's reason
+    merged = pd.read_parquet(out / "manifest.parquet")
+    carphone = merged[merged["source_path"].str.contains("carphone_(?:720p|native)")]
+    assert carphone["keep"].sum() == 1
+    kept = carphone[carphone["keep"]].iloc[0]
+    assert carphone.loc[~carphone["keep"], "reject_reason"].iloc[0].startswith(f"duplicate of clip {kept['clip_id']}")
+    view = kept["views"][1]
     report = (out / "report.md").read_text(encoding="utf-8").split("## View poses")[1]
     assert f"{view['yaw']:+.0f}/{view['pitch']:+.0f}/{view['roll']:+.0f}" in report
