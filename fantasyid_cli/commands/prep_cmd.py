@@ -48,12 +48,13 @@ def prep_command(
         Path | None, typer.Option(help="CSV (path,caption) or JSONL of captions; else a .txt beside each video.")
     ] = None,
     clips: Annotated[
-        Literal["fixed", "scenes"], typer.Option(help="fixed: back-to-back windows; scenes: PySceneDetect shots.")
-    ] = "fixed",
+        Literal["fixed", "scenes"],
+        typer.Option(help="scenes: windows inside PySceneDetect shots (none straddles a cut); fixed: back-to-back."),
+    ] = "scenes",
     frames: Annotated[int, typer.Option("--frames", help="Training frames per clip.")] = 49,
     fps: Annotated[float, typer.Option(help="Training frame rate.")] = 8.0,
     max_side: Annotated[int, typer.Option(help="Reject sources whose longer side exceeds this (pixels).")] = 4096,
-    stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,text,views,3d,caption",
+    stages: Annotated[str, typer.Option(help="Stages to run, comma-separated.")] = "face,motion,text,views,3d,caption",
     sample_frames: Annotated[int, typer.Option(help="Frames per clip sampled for the face filters.")] = 16,
     pose_frames: Annotated[int, typer.Option(
         help="Training frames per clip whose head pose the views are chosen from (49: every frame of a default clip).")
@@ -70,6 +71,10 @@ def prep_command(
     max_no_face: Annotated[float, typer.Option(help="Largest fraction of sampled frames without a face.")] = 0.2,
     max_multi_face: Annotated[float, typer.Option(help="Largest fraction of frames with a second clear face.")] = 0.2,
     max_text: Annotated[float, typer.Option(help="Largest fraction of OCR frames with text (subtitles).")] = 0.2,
+    min_face_motion: Annotated[
+        Optional[float],
+        typer.Option(help="Median face motion (eval's FM) below which a clip is static and rejected (default 0.2)."),
+    ] = None,
     views: Annotated[int, typer.Option(help="Face views chosen per clip (paper: 6).")] = 6,
     det_size: Annotated[int, typer.Option(help="Face detector input size (multiple of 32).")] = 640,
     det_min_side: Annotated[int, typer.Option(help="Upscale smaller frames (shorter side) for detection.")] = 256,
@@ -148,6 +153,7 @@ def prep_command(
         pose_frames=pose_frames,
         min_face_score=min_face_score, min_face_size=min_face_size, min_same_person=min_same_person,
         max_no_face=max_no_face, max_multi_face=max_multi_face, max_text_fraction=max_text, views=views, det_size=det_size,
+        **({} if min_face_motion is None else {"min_face_motion": min_face_motion}),
         det_min_side=det_min_side, face_pack=face_pack, face_detector=face_detector, face_root=None if face_root is None else str(face_root),
         deca=None if deca is None else str(deca), flame=None if flame is None else str(flame),
         captioner=captioner, caption_batch=caption_batch, caption_frames=caption_frames,

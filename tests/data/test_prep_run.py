@@ -26,7 +26,8 @@ def test_real_person_is_kept_with_everything(full_run):
     assert list(rows["clip_start"]) == [0, 34, 68] and list(rows["clip_end"]) == [34, 68, 102]
     first = rows.iloc[0]
     assert first["caption"] == "a man talks on the phone in a car" and first["caption_source"] == "file"
-    assert list(first["stages"]) == ["probe", "face", "text", "views", "3d", "caption"]
+    assert list(first["stages"]) == ["probe", "face", "motion", "text", "views", "3d", "caption"]
+    assert first["face_motion"] > 0.2  # a real talking head moves (a still image measures ~0)
     assert first["face_frames"] == 8 and first["face_frames_none"] == 0 and first["face_frames_multi"] == 0
     assert 0.76 <= first["face_score_mean"] <= 1 and first["face_size_min"] >= 32
     assert first["text_fraction"] == 0
@@ -71,7 +72,7 @@ def test_subtitled_clip_passes_the_face_filter_first(full_run):
     _, _, manifest = full_run
     row = rows_of(manifest, "carphone_subtitled.mp4").iloc[0]
     assert row["face_score_mean"] >= 0.76 and row["text_fraction"] == 1.0 and row["text_area"] > 0.01
-    assert list(row["stages"]) == ["probe", "face", "text"]  # rejected: later stages did not run
+    assert list(row["stages"]) == ["probe", "face", "motion", "text"]  # rejected: later stages did not run
 
 
 def _clip_poses(face_root, media, row):
