@@ -162,7 +162,7 @@ def eval_command(
     explicit_weights = _parse_weights(weights or [])
     if chosen.name != "fantasyid":
         fixed = {"--metrics": metrics != "rs,ifs,fid,fm", "--frames": frames is not None, "--flow": flow != "farneback",
-                 "--det-size": det_size != 640, "--fid-backend": fid_backend != "onnxruntime"}
+                 "--det-size": det_size != 640, "--fid-backend": fid_backend != "auto"}
         if any(fixed.values()) and not merge:
             dropped = "/".join(option for option, set_ in fixed.items() if set_)
             raise typer.BadParameter(f"--protocol {chosen.name} fixes its metrics, frames and models: drop {dropped}")
