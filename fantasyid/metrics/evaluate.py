@@ -148,6 +148,19 @@ def _sidecar_reference(video: Path) -> Path | None:
     return None
 
 
+def check_reference_options(
+    ref: str | os.PathLike[str] | None, refs_dir: str | os.PathLike[str] | None
+) -> tuple[Path | None, Path | None]:
+    """``--ref`` (an image file) and ``--refs-dir`` (a folder) as paths, checked to exist before any decoding."""
+    ref_path = Path(ref).expanduser() if ref is not None else None
+    if ref_path is not None and not ref_path.is_file():
+        raise InputError(f"reference image not found: {ref_path}")
+    refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
+    if refs_path is not None and not refs_path.is_dir():
+        raise InputError(f"reference folder not found: {refs_path}")
+    return ref_path, refs_path
+
+
 def resolve_reference(video: Path, ref: Path | None, refs_dir: Path | None) -> Path:
     """The reference image of a video: ``ref`` for every video, else ``refs_dir/<video stem>.<image ext>``, else the
     ``ref`` key of the video's JSON sidecar (``<stem>.json``). An :class:`InputError` when none is found."""
@@ -449,12 +462,7 @@ def evaluate_partial(
         raise ConfigError(f"--det-size must be a multiple of 32 (the detector's stride), got {det_size}",
                           hint="use 640 (the release's setting) or 320 (ConsisID's evaluation)")
     flow_settings = flow if isinstance(flow, FlowSettings) else FlowSettings(method=str(flow).lower())
-    ref_path = Path(ref).expanduser() if ref is not None else None
-    if ref_path is not None and not ref_path.is_file():
-        raise InputError(f"reference image not found: {ref_path}")
-    refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
-    if refs_path is not None and not refs_path.is_dir():
-        raise InputError(f"reference folder not found: {refs_path}")
+    ref_path, refs_path = check_reference_options(ref, refs_dir)
     from fantasyid.metrics.inception_backends import resolve_backend
     from fantasyid.metrics.parallel import plan_execution
 

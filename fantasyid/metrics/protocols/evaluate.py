@@ -34,6 +34,7 @@ from fantasyid.metrics.evaluate import (
     _pack_provenance,
     _plan_runs,
     _Progress,
+    check_reference_options,
     make_face_analyzer,
     resolve_reference,
 )
@@ -240,12 +241,7 @@ def evaluate_protocol_partial(
         raise ConfigError("the fantasyid protocol is fantasyid.metrics.evaluate", hint="use evaluate_runs")
     weights = dict(weights or {})
     shard_index, shard_count = check_shard(shard, num_shards)
-    ref_path = Path(ref).expanduser() if ref is not None else None
-    if ref_path is not None and not ref_path.is_file():
-        raise InputError(f"reference image not found: {ref_path}")
-    refs_path = Path(refs_dir).expanduser() if refs_dir is not None else None
-    if refs_path is not None and not refs_path.is_dir():
-        raise InputError(f"reference folder not found: {refs_path}")
+    ref_path, refs_path = check_reference_options(ref, refs_dir)
     check_scorers(protocol, weights)
     registry = load_scorers()
     needs_reference = any(registry[scorer_key(m)].needs_reference for m in protocol.metrics)
