@@ -65,7 +65,7 @@ def load_fantasyid_checkpoint(
     shape_estimator = None
     if (folder / SHAPE_DIR).is_dir():
         shape_estimator = read_saved_shape_estimator(folder / SHAPE_DIR, mode, device)
-    elif shape_needed:
+    elif shape_needed and getattr(encoder.config, "vertex_tokens", True):  # w/o FV reads no vertices: no DECA
         shape_estimator = licensed_shape_estimator(mode, deca, flame, device)
     pack = face_pack or block["face_pack"]
     in_folder = (folder / "face_encoder" / "models" / pack).is_dir()  # a pack saved with the model comes first

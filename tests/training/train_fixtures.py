@@ -56,7 +56,7 @@ def generate_with(model: Path, tmp_path: Path) -> Path:
     PIL.Image.fromarray(data.astronaut()).save(tmp_path / "me.png")
     run = CliRunner().invoke(app, ["generate", "--model", str(model), "--ref", str(tmp_path / "me.png"),
                                    "--prompt", "a woman smiles", "--out", str(tmp_path / "videos")])
-    assert run.exit_code == 0, run.output
+    assert run.exit_code == 0, (run.output, run.exception)
     (video,) = (tmp_path / "videos").glob("*.mp4")
     assert video.stat().st_size > 0
     return video
