@@ -45,6 +45,27 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def _fail_in_ci(report) -> None:
+    """In CI a skip is a failure (a test skipped in CI is a test that does not run); xfails stay as they are."""
+    if report.skipped and running_in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome, report.longrepr = "failed", f"CI=true: skipped tests fail in CI: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module skipped at collection (``pytest.importorskip`` of a missing extra): failed in CI."""
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test skipped at run time (``pytest.skip``, ``skipif``, a fixture's skip): failed in CI."""
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
+
+
 @pytest.fixture(scope="session")
 def flame_golden_dir() -> Path:
     """The golden files derived from FLAME (the release's ``transform.pkl``, the spirals built from it, the golden

@@ -81,6 +81,27 @@ def test_flame_golden_files_from_the_environment(pytester: pytest.Pytester, monk
     _project(pytester, FLAME_TEST).runpytest_subprocess("-p", "no:cacheprovider", "tests").assert_outcomes(passed=1)
 
 
+SKIPPING = {
+    "module": "import pytest\n\npytest.importorskip('no_such_module_of_fantasyid')\n\n\ndef test_a():\n    pass\n",
+    "test": "import pytest\n\n\ndef test_b():\n    pytest.skip('not here')\n",
+}
+
+
+@pytest.mark.parametrize("where", list(SKIPPING))
+@pytest.mark.parametrize("ci", ["true", None])
+def test_skips_fail_in_ci_and_skip_elsewhere(pytester: pytest.Pytester, monkeypatch, where, ci):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    result = _project(pytester, SKIPPING[where]).runpytest_subprocess("-p", "no:cacheprovider", "tests")
+    if ci is None:
+        result.assert_outcomes(skipped=1)
+    else:
+        result.assert_outcomes(**({"errors": 1} if where == "module" else {"failed": 1}))
+        result.stdout.fnmatch_lines(["*CI=true: skipped tests fail in CI*"])
+
+
 PROBE = '''
 import os, subprocess, sys
 
