@@ -147,11 +147,11 @@ def build_tiny_captioner(folder: str | os.PathLike[str], seed: int = 0, kind: st
 
 
 #: Qwen2-VL's special tokens, as in its tokenizer (the chat turns and the vision placeholders).
-_QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>")  # fmt: skip
 
 #: Qwen2-VL's chat template, reduced to what captioning uses: user/assistant turns with images, videos and text.
-_QWEN_CHAT_TEMPLATE = (
+QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
     "{{ message['content'] }}{% else %}{% for content in message['content'] %}{% if content['type'] == 'video' %}"
     "<|vision_start|><|video_pad|><|vision_end|>{% elif content['type'] == 'image' %}"
@@ -171,18 +171,18 @@ def _tiny_qwen2_5_vl():
     # a byte-level BPE (Qwen2's tokenizer model) trained here on the prompt and the tiny vocabulary
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(_QWEN_SPECIAL), show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(QWEN_SPECIAL_TOKENS), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
     bpe.train_from_iterator([CAPTION_PROMPT, " ".join(TINY_WORDS)] * 4, trainer)
     spec = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split()) for m in spec["merges"]]
     tokenizer = Qwen2Tokenizer(vocab=spec["vocab"], merges=merges)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIAL[1:])})
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIAL}
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS[1:])})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
     pixels = {"shortest_edge": 56 * 56, "longest_edge": 56 * 56}  # every frame → 56×56: 4×4 patches of 14 px
     processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(size=pixels), tokenizer=tokenizer,
                                     video_processor=Qwen2VLVideoProcessor(size=pixels),
-                                    chat_template=_QWEN_CHAT_TEMPLATE)  # fmt: skip
+                                    chat_template=QWEN_CHAT_TEMPLATE)  # fmt: skip
     config = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,

@@ -15,18 +15,8 @@ from pathlib import Path
 
 import torch
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|image_pad|>", "<|video_pad|>")
-
-#: Qwen's ChatML template, reduced to what a user turn of images and text needs (the real folders ship their own).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from fantasyid.data.caption import QWEN_CHAT_TEMPLATE as CHAT_TEMPLATE  # the captioner's tiny Qwen template
+from fantasyid.data.caption import QWEN_SPECIAL_TOKENS as SPECIAL_TOKENS
 
 
 def write_tiny_aesthetic(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
